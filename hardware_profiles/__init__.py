@@ -1,0 +1,1 @@
+"""GPU hardware profiles: one TOML file per GPU, each number with its source (package data)."""

@@ -1,0 +1,1 @@
+"""Integer-CSP library (installed as ``tunekit.solvers``); needs neither torch nor a GPU."""

@@ -1,0 +1,1 @@
+"""Jinja templates for generated kernels (package data: ``triton/*.j2``, ``cuda/*.j2``)."""

@@ -1,0 +1,1 @@
+"""Constraint models of the kernel families (triton-fused, cuda-alternating, cuda-fused)."""

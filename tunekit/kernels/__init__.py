@@ -1,0 +1,1 @@
+"""Kernel runtimes: render, compile or interpret, and launch generated kernels."""
