@@ -1,0 +1,522 @@
+"""Integer expressions over model variables: sums, products, floor/ceil division by constants, min, max.
+
+Expressions are trees built by operator overloading (``bb * 4 + 32``). Each node can
+- ``evaluate`` itself at a full assignment (the plain-Python referee every backend is checked against),
+- compile itself into closures over a list of variable values (``_value_fn``) or over lists of
+  lower/upper bounds (``_bounds_fn``, interval arithmetic), which the native solver calls in its
+  inner loop.
+
+Comparisons build constraints (see ``constraints.py``), so expressions are unhashable and refuse
+to be used as booleans: ``if x < 3`` raises TypeError instead of silently being true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Union
+
+from .domains import Domain
+
+if TYPE_CHECKING:
+    from .constraints import Compare
+
+__all__ = [
+    "Expr",
+    "Const",
+    "Var",
+    "Sum",
+    "Prod",
+    "FloorDiv",
+    "CeilDiv",
+    "MinOf",
+    "MaxOf",
+    "IntLike",
+    "as_expr",
+    "ceil_div",
+    "floor_div",
+    "round_up",
+    "Min",
+    "Max",
+]
+
+IntLike = Union[int, "Expr"]
+Index = Mapping[str, int]
+ValueFn = Callable[[list], int]
+BoundsFn = Callable[[list, list], tuple]
+
+
+def as_expr(value: IntLike, arg: str = "value") -> Expr:
+    """Wrap an int as ``Const``; pass expressions through; anything else is a ValueError."""
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{arg}: expected an int or an expression, got {value!r} ({type(value).__name__})")
+    return Const(value)
+
+
+def _positive_divisor(d: object, fn: str) -> int:
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"{fn}: divisor must be a positive int constant, got {d!r}")
+    return d
+
+
+def _mul_bounds(alo: int, ahi: int, blo: int, bhi: int) -> tuple[int, int]:
+    if alo >= 0 and blo >= 0:  # the common case in resource formulas: all sizes are non-negative
+        return alo * blo, ahi * bhi
+    corners = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
+    return min(corners), max(corners)
+
+
+class Expr:
+    """Base class of integer expressions."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]  # `==` builds a constraint, so hashing by value is meaningless
+
+    # -- arithmetic -------------------------------------------------------------------------
+    def __add__(self, other: IntLike) -> Expr:
+        return Sum.of([(1, self), (1, as_expr(other, "right operand of +"))])
+
+    def __radd__(self, other: IntLike) -> Expr:
+        return Sum.of([(1, as_expr(other, "left operand of +")), (1, self)])
+
+    def __sub__(self, other: IntLike) -> Expr:
+        return Sum.of([(1, self), (-1, as_expr(other, "right operand of -"))])
+
+    def __rsub__(self, other: IntLike) -> Expr:
+        return Sum.of([(1, as_expr(other, "left operand of -")), (-1, self)])
+
+    def __neg__(self) -> Expr:
+        return Sum.of([(-1, self)])
+
+    def __pos__(self) -> Expr:
+        return self
+
+    def __mul__(self, other: IntLike) -> Expr:
+        return Prod.of(self, as_expr(other, "right operand of *"))
+
+    def __rmul__(self, other: IntLike) -> Expr:
+        return Prod.of(as_expr(other, "left operand of *"), self)
+
+    def __floordiv__(self, d: int) -> Expr:
+        return floor_div(self, d)
+
+    def __mod__(self, d: int) -> Expr:
+        d = _positive_divisor(d, "%")
+        return self - FloorDiv(self, d) * d
+
+    # -- comparisons build constraints --------------------------------------------------------
+    def _cmp(self, op: str, other: IntLike) -> Compare:
+        from .constraints import Compare
+
+        return Compare(self, op, as_expr(other, f"right side of {op}"))
+
+    def __le__(self, other: IntLike) -> Compare:
+        return self._cmp("<=", other)
+
+    def __lt__(self, other: IntLike) -> Compare:
+        return self._cmp("<", other)
+
+    def __ge__(self, other: IntLike) -> Compare:
+        return self._cmp(">=", other)
+
+    def __gt__(self, other: IntLike) -> Compare:
+        return self._cmp(">", other)
+
+    def __eq__(self, other: IntLike) -> Compare:  # type: ignore[override]
+        return self._cmp("==", other)
+
+    def __ne__(self, other: IntLike) -> Compare:  # type: ignore[override]
+        return self._cmp("!=", other)
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            f"the truth value of expression {self} is undefined: comparisons build constraints for "
+            "Model.add(); to test a value, use .evaluate(assignment) or constraint.holds(assignment)"
+        )
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, assignment: Mapping[str, int]) -> int:
+        """Value of the expression when each variable takes its value in ``assignment``."""
+        return self._eval(assignment)
+
+    def variables(self) -> tuple[str, ...]:
+        """Names of the variables used, in order of first appearance."""
+        found: dict[str, None] = {}
+        self._collect(found)
+        return tuple(found)
+
+    def bounds(self, domains: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+        """Interval (lo, hi) containing every value, given each variable's (lo, hi)."""
+        names = self.variables()
+        index = {n: i for i, n in enumerate(names)}
+        return self._bounds_fn(index)([domains[n][0] for n in names], [domains[n][1] for n in names])
+
+    # Subclasses implement these four.
+    def _eval(self, env: Mapping[str, int]) -> int:
+        raise NotImplementedError
+
+    def _collect(self, found: dict[str, None]) -> None:
+        raise NotImplementedError
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        raise NotImplementedError
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        raise NotImplementedError
+
+
+class Const(Expr):
+    """An integer constant."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value)
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        return self.value
+
+    def _collect(self, found: dict[str, None]) -> None:
+        pass
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        v = self.value
+        return lambda vals: v
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        b = (self.value, self.value)
+        return lambda lo, hi: b
+
+
+class Var(Expr):
+    """A decision variable; create it with ``Model.int_var(name, domain)``."""
+
+    __slots__ = ("name", "domain")
+
+    def __init__(self, name: str, domain: Domain) -> None:
+        self.name = name
+        self.domain = domain
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        try:
+            return env[self.name]
+        except KeyError:
+            raise ValueError(f"assignment: no value for variable {self.name!r}") from None
+
+    def _collect(self, found: dict[str, None]) -> None:
+        found[self.name] = None
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        i = index[self.name]
+        return lambda vals: vals[i]
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        i = index[self.name]
+        return lambda lo, hi: (lo[i], hi[i])
+
+
+class Sum(Expr):
+    """``constant + sum(coef * term)``; built by +, - and multiplication by constants."""
+
+    __slots__ = ("terms", "constant")
+
+    def __init__(self, terms: tuple[tuple[int, Expr], ...], constant: int = 0) -> None:
+        self.terms = terms
+        self.constant = constant
+
+    @staticmethod
+    def of(items: list[tuple[int, Expr]]) -> Expr:
+        """Flatten nested sums, fold constants and merge repeated variables."""
+        constant = 0
+        merged: dict[object, list] = {}
+        for coef, e in items:
+            if isinstance(e, Const):
+                constant += coef * e.value
+            elif isinstance(e, Sum):
+                constant += coef * e.constant
+                for c, t in e.terms:
+                    key = t.name if isinstance(t, Var) else id(t)
+                    merged.setdefault(key, [0, t])[0] += coef * c
+            else:
+                key = e.name if isinstance(e, Var) else id(e)
+                merged.setdefault(key, [0, e])[0] += coef
+        terms = tuple((c, t) for c, t in merged.values() if c != 0)
+        if not terms:
+            return Const(constant)
+        if constant == 0 and len(terms) == 1 and terms[0][0] == 1:
+            return terms[0][1]
+        return Sum(terms, constant)
+
+    def __repr__(self) -> str:
+        text = ""
+        for coef, t in self.terms:
+            sign = "-" if coef < 0 else "+"
+            body = repr(t) if abs(coef) == 1 else f"{abs(coef)} * {t!r}"
+            if isinstance(t, Sum) and abs(coef) != 1:
+                body = f"{abs(coef)} * ({t!r})"
+            text = f"{text} {sign} {body}" if text else (f"-{body}" if coef < 0 else body)
+        if self.constant:
+            text += f" {'-' if self.constant < 0 else '+'} {abs(self.constant)}"
+        return text
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        return self.constant + sum(c * t._eval(env) for c, t in self.terms)
+
+    def _collect(self, found: dict[str, None]) -> None:
+        for _, t in self.terms:
+            t._collect(found)
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        k = self.constant
+        parts = [(c, t._value_fn(index)) for c, t in self.terms]
+        if len(parts) == 1:
+            ((c0, f0),) = parts
+            return lambda vals: k + c0 * f0(vals)
+        if len(parts) == 2:
+            (c0, f0), (c1, f1) = parts
+            return lambda vals: k + c0 * f0(vals) + c1 * f1(vals)
+        return lambda vals: k + sum(c * f(vals) for c, f in parts)
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        k = self.constant
+        parts = [(c, t._bounds_fn(index)) for c, t in self.terms]
+
+        def bounds(lo: list, hi: list) -> tuple[int, int]:
+            a = b = k
+            for c, f in parts:
+                tlo, thi = f(lo, hi)
+                if c > 0:
+                    a += c * tlo
+                    b += c * thi
+                else:
+                    a += c * thi
+                    b += c * tlo
+            return a, b
+
+        return bounds
+
+
+class Prod(Expr):
+    """Product of two or more non-constant factors (constant factors become Sum coefficients)."""
+
+    __slots__ = ("factors",)
+
+    def __init__(self, factors: tuple[Expr, ...]) -> None:
+        self.factors = factors
+
+    @staticmethod
+    def of(a: Expr, b: Expr) -> Expr:
+        factors: list[Expr] = []
+        coef = 1
+        for e in (a, b):
+            if isinstance(e, Const):
+                coef *= e.value
+            elif isinstance(e, Prod):
+                factors.extend(e.factors)
+            else:
+                factors.append(e)
+        if coef == 0 or not factors:
+            return Const(coef if not factors else 0)
+        body = factors[0] if len(factors) == 1 else Prod(tuple(factors))
+        return body if coef == 1 else Sum.of([(coef, body)])
+
+    def __repr__(self) -> str:
+        return " * ".join(f"({f!r})" if isinstance(f, Sum) else repr(f) for f in self.factors)
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        out = 1
+        for f in self.factors:
+            out *= f._eval(env)
+        return out
+
+    def _collect(self, found: dict[str, None]) -> None:
+        for f in self.factors:
+            f._collect(found)
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        fns = [f._value_fn(index) for f in self.factors]
+        if len(fns) == 2:
+            f0, f1 = fns
+            return lambda vals: f0(vals) * f1(vals)
+
+        def value(vals: list) -> int:
+            out = 1
+            for f in fns:
+                out *= f(vals)
+            return out
+
+        return value
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        fns = [f._bounds_fn(index) for f in self.factors]
+
+        def bounds(lo: list, hi: list) -> tuple[int, int]:
+            a, b = fns[0](lo, hi)
+            for f in fns[1:]:
+                c, d = f(lo, hi)
+                a, b = _mul_bounds(a, b, c, d)
+            return a, b
+
+        return bounds
+
+
+class FloorDiv(Expr):
+    """``floor(arg / d)`` for a positive int constant ``d`` (Python's ``//``)."""
+
+    __slots__ = ("arg", "d")
+
+    def __init__(self, arg: Expr, d: int) -> None:
+        self.arg = arg
+        self.d = d
+
+    def __repr__(self) -> str:
+        return f"floor_div({self.arg!r}, {self.d})"
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        return self.arg._eval(env) // self.d
+
+    def _collect(self, found: dict[str, None]) -> None:
+        self.arg._collect(found)
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        f, d = self.arg._value_fn(index), self.d
+        return lambda vals: f(vals) // d
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        f, d = self.arg._bounds_fn(index), self.d
+
+        def bounds(lo: list, hi: list) -> tuple[int, int]:
+            a, b = f(lo, hi)
+            return a // d, b // d  # floor division by a positive constant is monotone
+
+        return bounds
+
+
+class CeilDiv(Expr):
+    """``ceil(arg / d)`` for a positive int constant ``d``, e.g. registers in 256-register units."""
+
+    __slots__ = ("arg", "d")
+
+    def __init__(self, arg: Expr, d: int) -> None:
+        self.arg = arg
+        self.d = d
+
+    def __repr__(self) -> str:
+        return f"ceil_div({self.arg!r}, {self.d})"
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        return -(-self.arg._eval(env) // self.d)
+
+    def _collect(self, found: dict[str, None]) -> None:
+        self.arg._collect(found)
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        f, d = self.arg._value_fn(index), self.d
+        return lambda vals: -(-f(vals) // d)
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        f, d = self.arg._bounds_fn(index), self.d
+
+        def bounds(lo: list, hi: list) -> tuple[int, int]:
+            a, b = f(lo, hi)
+            return -(-a // d), -(-b // d)
+
+        return bounds
+
+
+class _Extremum(Expr):
+    __slots__ = ("args",)
+    _pick: Callable = min
+    _label = ""
+
+    def __init__(self, args: tuple[Expr, ...]) -> None:
+        self.args = args
+
+    def __repr__(self) -> str:
+        return f"{self._label}({', '.join(map(repr, self.args))})"
+
+    def _eval(self, env: Mapping[str, int]) -> int:
+        return type(self)._pick(a._eval(env) for a in self.args)
+
+    def _collect(self, found: dict[str, None]) -> None:
+        for a in self.args:
+            a._collect(found)
+
+    def _value_fn(self, index: Index) -> ValueFn:
+        fns, pick = [a._value_fn(index) for a in self.args], type(self)._pick
+        return lambda vals: pick([f(vals) for f in fns])
+
+    def _bounds_fn(self, index: Index) -> BoundsFn:
+        fns, pick = [a._bounds_fn(index) for a in self.args], type(self)._pick
+
+        def bounds(lo: list, hi: list) -> tuple[int, int]:
+            ivs = [f(lo, hi) for f in fns]  # min and max are monotone in every argument
+            return pick(iv[0] for iv in ivs), pick(iv[1] for iv in ivs)
+
+        return bounds
+
+
+class MinOf(_Extremum):
+    """Smallest of its arguments."""
+
+    __slots__ = ()
+    _pick = min
+    _label = "Min"
+
+
+class MaxOf(_Extremum):
+    """Largest of its arguments."""
+
+    __slots__ = ()
+    _pick = max
+    _label = "Max"
+
+
+def floor_div(a: IntLike, d: int) -> IntLike:
+    """``floor(a / d)``: an int for an int ``a``, an expression node for an expression."""
+    d = _positive_divisor(d, "floor_div")
+    if isinstance(a, Expr):
+        return Const(a.value // d) if isinstance(a, Const) else FloorDiv(a, d)
+    return as_expr(a, "floor_div: a").value // d
+
+
+def ceil_div(a: IntLike, d: int) -> IntLike:
+    """``ceil(a / d)``: an int for an int ``a``, an expression node for an expression."""
+    d = _positive_divisor(d, "ceil_div")
+    if isinstance(a, Expr):
+        return Const(-(-a.value // d)) if isinstance(a, Const) else CeilDiv(a, d)
+    return -(-as_expr(a, "ceil_div: a").value // d)
+
+
+def round_up(a: IntLike, d: int) -> IntLike:
+    """Smallest multiple of ``d`` that is ``>= a`` (allocation granularity, e.g. 128-byte units)."""
+    d = _positive_divisor(d, "round_up")
+    return ceil_div(a, d) * d
+
+
+def _extremum(cls: type[_Extremum], fn: str, args: tuple[IntLike, ...]) -> IntLike:
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        args = tuple(args[0])
+    if not args:
+        raise ValueError(f"{fn}: expected at least one argument, got none")
+    exprs = [as_expr(a, f"{fn} argument") for a in args]
+    if all(isinstance(e, Const) for e in exprs):
+        return cls._pick(e.value for e in exprs)  # plain ints in, plain int out
+    return exprs[0] if len(exprs) == 1 else cls(tuple(exprs))
+
+
+def Min(*args: IntLike) -> IntLike:  # noqa: N802 - reads like the math in constraint models
+    """Minimum of ints and expressions (an int when every argument is an int)."""
+    return _extremum(MinOf, "Min", args)
+
+
+def Max(*args: IntLike) -> IntLike:  # noqa: N802
+    """Maximum of ints and expressions (an int when every argument is an int)."""
+    return _extremum(MaxOf, "Max", args)
