@@ -1,0 +1,433 @@
+"""triton-fused runtime: render, load and launch the fused forward/backward kernels, with autograd.
+
+Kernel file anatomy: the kernels are rendered from ``templates/triton/fused_{forward,backward}.py.j2``
+(see :mod:`tunekit.codegen`) and written to a per-user cache directory so Triton can read their
+source; this module holds the host launchers, the ``autograd.Function`` and the public
+:func:`fused_rnn`. On CPU the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, slow,
+for validation); on a CUDA GPU they are compiled.
+
+Tensor dtypes: ``Wx``, ``R``, ``b`` and the initial states share one input dtype (float32, float16
+or bfloat16); the kernels accumulate and carry states in float32 and write ``all_states`` and
+``last`` in the input dtype. Gradients come back in the dtype of the tensor they belong to.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
+
+# used when config=None and the tuner cannot be imported; DESIGN §4.1's smallest tl.dot batch tile
+DEFAULT_CONFIG: dict[str, int] = {"block_b": 16, "num_warps": 4, "num_stages": 1}
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+_TRITON_PTR = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
+_CPU_MESSAGE = "set TRITON_INTERPRET=1 (slow; for validation) or run on a CUDA GPU"
+
+
+@dataclass(frozen=True)
+class LaunchParams:
+    """The tunables one launch uses, read from a KernelConfig or a mapping."""
+
+    name: str  # canonical name of the configuration: cache key and generated file name
+    block_b: int  # batch rows per program (power of two, >= 16 for tl.dot on a GPU)
+    num_warps: int
+    num_stages: int
+    d_pad: int  # head dim padded to the power-of-two tile
+    dot_precision: str = "ieee"  # tl.dot input_precision for float32 operands
+
+
+def _pow2_at_least(value: int, floor: int) -> int:
+    return max(floor, 1 << max(0, (value - 1).bit_length()))
+
+
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"dtype: got {dtype!r}, expected one of {sorted(DTYPES)}")
+    return name
+
+
+def launch_params(config: Any, cell: str, head_dim: int, dtype: torch.dtype | str) -> LaunchParams:
+    """Read ``block_b``, ``num_warps``, ``num_stages`` (and ``d_pad``) from a KernelConfig or mapping."""
+    if isinstance(config, Mapping):
+        params, name = config, config.get("name")
+    elif hasattr(config, "params"):
+        params, name = config.params, getattr(config, "name", None)
+    else:
+        raise ValueError(f"config: got {type(config).__name__}, expected a KernelConfig or a mapping")
+    missing = [key for key in ("block_b", "num_warps", "num_stages") if key not in params]
+    if missing:
+        raise ValueError(f"config: missing {missing}; got keys {sorted(params)}")
+    block_b, num_warps, num_stages = (int(params[k]) for k in ("block_b", "num_warps", "num_stages"))
+    d_pad = int(params.get("d_pad", _pow2_at_least(head_dim, 16)))
+    if block_b < 16 or block_b & (block_b - 1):
+        raise ValueError(f"config block_b: got {block_b}, expected a power of two >= 16")
+    if num_warps not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"config num_warps: got {num_warps}, expected a power of two in 1..32")
+    if num_stages < 1:
+        raise ValueError(f"config num_stages: got {num_stages}, expected >= 1")
+    if d_pad < max(16, head_dim) or d_pad & (d_pad - 1):
+        raise ValueError(f"config d_pad: got {d_pad}, expected a power of two >= max(16, D={head_dim})")
+    precision = str(params.get("dot_precision", "ieee"))
+    if name is None:
+        short = _SHORT[_dtype_name(dtype)]
+        name = f"{cell}-both-tritonfused-D{head_dim}-{short}-bb{block_b}-w{num_warps}-s{num_stages}-dp{d_pad}"
+    return LaunchParams(str(name), block_b, num_warps, num_stages, d_pad, precision)
+
+
+# ---- rendering and loading ------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Per-user directory for rendered kernel files (Triton reads a kernel's source from its file)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "tunekit" / "triton"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}" / "triton"
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and os.replace, so concurrent processes never read half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
+    """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    path = cache_dir() / f"{stem}-{digest}.py"
+    if not path.exists() or path.read_text(encoding="utf-8") != source:
+        _write_atomic(path, source)
+    module_name = f"tunekit_generated.{safe}_{digest}_{'interp' if interpret else 'jit'}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # triton.jit decides at decoration time between InterpretedFunction and JITFunction
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = interpret
+        spec.loader.exec_module(module)
+    sys.modules[module_name] = module
+    return module
+
+
+@functools.cache
+def _kernel_module(cell_name: str, role: str, config_name: str, profile: str, interpret: bool) -> ModuleType:
+    from tunekit.cells import get_cell
+
+    source = render(KernelSpec(get_cell(cell_name), role), {"name": config_name, "profile": profile})
+    return _import_source(source, f"{config_name}-{role}", interpret)
+
+
+def load_kernels(cell: str, config: Any, dtype: torch.dtype | str, interpret: bool) -> tuple[Any, Any]:
+    """(forward, backward) @triton.jit kernels of ``cell``, cached by the config's canonical name.
+
+    ``config`` is a KernelConfig or a mapping; only its name and profile reach the generated
+    file's header (the kernels take every size as a constexpr argument, see
+    :func:`kernel_signature`). ``dtype`` is checked: the kernels are generic over the pointer
+    dtype. With ``interpret=True`` the objects are Triton InterpretedFunctions, otherwise
+    JITFunctions that ``triton.compile(ASTSource(fn=kernel, ...))`` accepts.
+    """
+    _dtype_name(dtype)
+    name, profile = describe_config(config)
+    forward = _kernel_module(cell, "forward", name, profile, interpret)
+    backward = _kernel_module(cell, "backward", name, profile, interpret)
+    return getattr(forward, KERNEL_NAMES["forward"]), getattr(backward, KERNEL_NAMES["backward"])
+
+
+def kernel_signature(
+    role: str,
+    cell: str,
+    dtype: torch.dtype | str,
+    *,
+    head_dim: int,
+    block_b: int,
+    d_pad: int | None = None,
+    has_s0: bool = True,
+    dot_fp32: bool = False,
+    dot_precision: str = "ieee",
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(signature, constexprs) for ``triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...))``.
+
+    Pointers carry the input dtype except the fp32 outputs of the backward (``dry``, ``db``,
+    ``ds0``) and the fp32 incoming gradients; B, T, N are i32 runtime values.
+    """
+    if role not in KERNEL_NAMES:
+        raise ValueError(f"role: got {role!r}, expected one of {sorted(KERNEL_NAMES)}")
+    ptr = _TRITON_PTR[_dtype_name(dtype)]
+    if role == "forward":
+        pointers = {"wx_ptr": ptr, "r_ptr": ptr, "b_ptr": ptr, "s0_ptr": ptr, "out_ptr": ptr, "last_ptr": ptr}
+    else:
+        pointers = {"wx_ptr": ptr, "r_ptr": ptr, "b_ptr": ptr, "s0_ptr": ptr, "states_ptr": ptr}
+        pointers |= {"dstates_ptr": "*fp32", "dlast_ptr": "*fp32", "dwx_ptr": ptr}
+        pointers |= {"dry_ptr": "*fp32", "db_ptr": "*fp32", "ds0_ptr": "*fp32"}
+    constexprs = {
+        "D": head_dim,
+        "D_PAD": d_pad if d_pad is not None else _pow2_at_least(head_dim, 16),
+        "BLOCK_B": block_b,
+        "HAS_S0": has_s0,
+        "DOT_FP32": dot_fp32,
+        "DOT_PRECISION": dot_precision,
+    }
+    signature = pointers | {"B": "i32", "T": "i32", "N": "i32"} | {k: "constexpr" for k in constexprs}
+    return signature, constexprs
+
+
+# ---- the interpreter's bf16 tl.dot --------------------------------------------------------------
+# Triton 3.9's interpreter returns garbage (errors ~1e10) for tl.dot on bfloat16 operands. Upcasting
+# bf16 operands to fp32 before the dot is exact (a bf16 x bf16 product is exact in fp32, as on
+# tensor cores; only the accumulation order differs), so in the interpreter bf16 kernels run with
+# DOT_FP32=True whenever this probe finds the raw bf16 dot wrong. Compiled kernels never upcast.
+
+
+def _probe_dot(a_ptr, b_ptr, out_ptr, M: tl.constexpr):
+    """out = a @ b for one M x M tile (run only through the interpreter, see bf16_dot_is_exact)."""
+    idx = tl.arange(0, M)
+    tile = idx[:, None] * M + idx[None, :]
+    tl.store(out_ptr + tile, tl.dot(tl.load(a_ptr + tile), tl.load(b_ptr + tile), out_dtype=tl.float32))
+
+
+def interpreter_dot_error(dtype: torch.dtype, size: int = 16) -> float:
+    """Largest relative error of the interpreter's raw tl.dot on ``dtype`` operands (seeded tile)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    out = torch.empty(size, size)
+    InterpretedFunction(_probe_dot)[(1,)](a, b, out, M=size)
+    exact = a.double() @ b.double()
+    return float((out.double() - exact).abs().max() / exact.abs().max())
+
+
+@functools.cache
+def bf16_dot_is_exact() -> bool:
+    """Whether the interpreter's tl.dot on bf16 operands is right (fp32 accumulation error only)."""
+    return interpreter_dot_error(torch.bfloat16) < 1e-4
+
+
+def dot_fp32_for(dtype: torch.dtype, interpret: bool) -> bool:
+    """DOT_FP32 for a launch: only in the interpreter, only for bf16, only while its dot is wrong."""
+    return interpret and dtype == torch.bfloat16 and not bf16_dot_is_exact()
+
+
+# ---- host launchers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """Everything a forward or backward launch needs besides tensors."""
+
+    cell: str
+    states: int  # S
+    params: LaunchParams
+    profile: str
+    interpret: bool
+    dot_fp32: bool
+
+    def kernels(self, dtype: torch.dtype) -> tuple[Any, Any]:
+        config = {"name": self.params.name, "profile": self.profile}
+        return load_kernels(self.cell, config, dtype, self.interpret)
+
+    def constexprs(self, d: int, has_s0: bool) -> dict[str, Any]:
+        p = self.params
+        return {
+            "D": d,
+            "D_PAD": p.d_pad,
+            "BLOCK_B": p.block_b,
+            "HAS_S0": has_s0,
+            "DOT_FP32": self.dot_fp32,
+            "DOT_PRECISION": p.dot_precision,
+            "num_warps": p.num_warps,
+            "num_stages": p.num_stages,
+        }
+
+
+def _forward(
+    launch: _Launch, wx: torch.Tensor, r: torch.Tensor, b: torch.Tensor, s0: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, steps, _, heads, d = wx.shape
+    out = torch.empty(launch.states, batch, steps, heads, d, dtype=wx.dtype, device=wx.device)
+    last = torch.empty(launch.states, batch, 1, heads, d, dtype=wx.dtype, device=wx.device)
+    forward, _ = launch.kernels(wx.dtype)
+    grid = (heads, triton.cdiv(batch, launch.params.block_b))
+    forward[grid](
+        wx, r, b, last if s0 is None else s0, out, last,  # s0 is not read when HAS_S0 is False
+        batch, steps, heads,
+        **launch.constexprs(d, s0 is not None),
+    )  # fmt: skip
+    return out, last
+
+
+def _backward(
+    launch: _Launch,
+    saved: tuple[torch.Tensor, ...],
+    s0: torch.Tensor | None,
+    d_states: torch.Tensor | None,
+    d_last: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    wx, r, b, states = saved
+    batch, steps, _, heads, d = wx.shape
+    fp32 = {"dtype": torch.float32, "device": wx.device}
+    d_states = torch.zeros(states.shape, **fp32) if d_states is None else d_states.float().contiguous()
+    d_last = torch.zeros(launch.states, batch, 1, heads, d, **fp32) if d_last is None else d_last.float()
+    blocks = triton.cdiv(batch, launch.params.block_b)
+    dwx = torch.empty_like(wx)
+    dry = torch.empty(batch, steps, r.shape[0], heads, d, **fp32)
+    db_blocks = torch.empty(blocks, b.shape[0], heads, d, **fp32)
+    ds0 = torch.zeros(launch.states, batch, 1, heads, d, **fp32)  # no-gradient states stay zero
+    _, backward = launch.kernels(wx.dtype)
+    backward[(heads, blocks)](
+        wx, r, b, states if s0 is None else s0, states, d_states, d_last.contiguous(),
+        dwx, dry, db_blocks, ds0,
+        batch, steps, heads,
+        **launch.constexprs(d, s0 is not None),
+    )  # fmt: skip
+    # dR = sum over (b, t) of dry (x) y_(t-1): one GEMM over B*T per head and gate
+    y0 = torch.zeros(batch, 1, heads, d, **fp32) if s0 is None else s0[0].float()
+    y_prev = torch.cat([y0, states[0, :, :-1].float()], dim=1)
+    dr = torch.einsum("btgni,btnj->gnij", dry, y_prev).to(r.dtype)
+    db = db_blocks.sum(dim=0).to(b.dtype)
+    return dwx, dr, db, None if s0 is None else ds0.to(s0.dtype)
+
+
+class FusedRNNFunction(torch.autograd.Function):
+    """Autograd wrapper: the loss may depend on every state and on the final states."""
+
+    @staticmethod
+    def forward(ctx, wx, r, b, s0, launch: _Launch):  # type: ignore[override]
+        states, last = _forward(launch, wx, r, b, s0)
+        ctx.launch = launch
+        ctx.save_for_backward(wx, r, b, states, s0)
+        return states, last
+
+    @staticmethod
+    def backward(ctx, d_states, d_last):  # type: ignore[override]
+        wx, r, b, states, s0 = ctx.saved_tensors
+        dwx, dr, db, ds0 = _backward(ctx.launch, (wx, r, b, states), s0, d_states, d_last)
+        return dwx, dr, db, ds0, None
+
+
+# ---- public entry point -------------------------------------------------------------------------
+
+
+def _interpreting(device: torch.device) -> bool:
+    """Interpreter when TRITON_INTERPRET=1; compiled kernels on CUDA; otherwise a clear error."""
+    if triton.knobs.runtime.interpret:
+        return True
+    if device.type != "cuda":
+        raise RuntimeError(f"backend 'triton-fused' got tensors on {device}: {_CPU_MESSAGE}")
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def tuned_config(cell: str, batch: int, heads: int, head_dim: int, dtype: str) -> Any:
+    """The tuner's best triton-fused config for this shape (profile "a100" when no GPU is present).
+
+    Falls back to :data:`DEFAULT_CONFIG` only when the tuner is not importable.
+    """
+    try:
+        from tunekit.hardware import detect_profile, load_profile
+        from tunekit.problem import Problem
+        from tunekit.tuning import tune
+    except ImportError:
+        return DEFAULT_CONFIG
+    gpu = detect_profile() if torch.cuda.is_available() else load_profile("a100")
+    problem = Problem(cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction="both")
+    result = tune(problem, gpu, backend="triton-fused")
+    return getattr(result, "config", result)
+
+
+def fused_rnn(
+    Wx: torch.Tensor,
+    R: torch.Tensor,
+    b: torch.Tensor,
+    states: torch.Tensor | None = None,
+    *,
+    cell: str,
+    config: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``cell`` over a sequence with the fused Triton kernels; differentiable in every input.
+
+    Wx: [B, T, G_w, N, D] input contributions; R: [G_r, N, D, D] (output index first);
+    b: [G_t, N, D]; states: [S, B, 1, N, D] initial states or None (zeros). All share one dtype
+    (float32, float16, bfloat16) and device. Returns (all_states [S, B, T, N, D], last
+    [S, B, 1, N, D]) in that dtype. ``config``: a KernelConfig or a mapping with ``block_b``,
+    ``num_warps``, ``num_stages`` (and optionally ``d_pad``); None asks the tuner
+    (:func:`tuned_config`; offline for the "a100" profile when no GPU is present).
+    """
+    from tunekit.cells import get_cell
+
+    declaration = get_cell(cell)
+    _check_inputs(declaration, Wx, R, b, states)
+    batch, _, _, heads, head_dim = Wx.shape
+    dtype = _dtype_name(Wx.dtype)
+    interpret = _interpreting(Wx.device)
+    if config is None:
+        config = tuned_config(cell, batch, heads, head_dim, dtype)
+    launch = _Launch(
+        cell=declaration.name,
+        states=len(declaration.states),
+        params=launch_params(config, declaration.name, head_dim, dtype),
+        profile=describe_config(config)[1],
+        interpret=interpret,
+        dot_fp32=dot_fp32_for(Wx.dtype, interpret),
+    )
+    s0 = None if states is None else states.contiguous()
+    return FusedRNNFunction.apply(Wx.contiguous(), R.contiguous(), b.contiguous(), s0, launch)
+
+
+def _check_inputs(
+    cell: Any, wx: torch.Tensor, r: torch.Tensor, b: torch.Tensor, s0: torch.Tensor | None
+) -> None:
+    """Shapes, dtypes and devices the kernels rely on."""
+    if wx.dim() != 5:
+        raise ValueError(f"Wx: got shape {tuple(wx.shape)}, expected [B, T, G_w, N, D]")
+    batch, steps, _, heads, d = wx.shape
+    expected = {
+        "Wx": (wx, (batch, steps, len(cell.w_gates), heads, d)),
+        "R": (r, (len(cell.r_gates), heads, d, d)),
+        "b": (b, (len(cell.b_gates), heads, d)),
+    }
+    if s0 is not None:
+        expected["states"] = (s0, (len(cell.states), batch, 1, heads, d))
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            got = tuple(tensor.shape)
+            raise ValueError(f"{name}: got shape {got}, expected {shape} for cell {cell.name!r}")
+        if tensor.dtype != wx.dtype or tensor.device != wx.device:
+            raise ValueError(
+                f"{name}: got {tensor.dtype} on {tensor.device}, expected {wx.dtype} on {wx.device} (as Wx)"
+            )
+    if min(batch, steps, heads, d) < 1:
+        raise ValueError(f"Wx: got shape {tuple(wx.shape)}, expected B, T, N, D >= 1")
