@@ -27,6 +27,7 @@ A comparison of expressions builds a constraint; expressions refuse ``bool()`` s
 ``expr.evaluate(a)`` evaluate at an assignment ``a`` (a dict name -> int).
 """
 
+from . import brute
 from .api import BACKENDS, enumerate_all, explain, solve, top_k
 from .constraints import AllOf, AnyOf, Compare, Constraint, Divides, Implies, Not, Truth
 from .domains import DivisorsOf, Domain, Multiples, PowersOfTwo, Range, Values
@@ -56,6 +57,7 @@ __all__ = [
     "Truth",
     "Values",
     "Var",
+    "brute",
     "ceil_div",
     "enumerate_all",
     "explain",

@@ -1,0 +1,279 @@
+"""Native backend: domain propagation, then depth-first enumeration with early checks, in pure Python.
+
+1. Propagation at the root: constraints on one variable filter its domain exactly; ``Divides``
+   between two plain variables keeps only divisors that divide something and multiples that are
+   divided by something; then bounds consistency: a domain's smallest or largest value is dropped
+   while some constraint cannot hold with that value fixed and the other variables anywhere in
+   their ranges (interval arithmetic over the expression trees), until nothing changes.
+2. Search: variables ordered by smallest domain (ties: most constraints shared with the variables
+   already ordered). At each depth, every constraint whose variables are all assigned is checked
+   exactly, and every constraint still partly open is checked with intervals, so a subtree that
+   cannot satisfy it is never entered. With an objective, ``top_k`` also prunes subtrees whose
+   best possible objective is worse than the k-th solution found so far (branch and bound).
+
+The expression trees compile once into closures over two lists (lower and upper bounds; an
+assigned variable has both equal to its value), which keeps the inner loop free of tree walks.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .conflicts import deletion_filter
+from .constraints import Divides
+from .expr import Var
+from .model import Model, NamedConstraint
+
+__all__ = ["solutions", "top_k", "explain"]
+
+# Propagation passes at the root; each pass that changes nothing ends it earlier. Bounds
+# consistency on these small models settles in 2-4 passes; the cap only bounds pathological chains.
+_MAX_PASSES = 50
+
+
+@dataclass
+class _Entry:
+    """One named constraint compiled against the model's variable index."""
+
+    named: NamedConstraint
+    vars: tuple[int, ...]
+    holds: object  # (vals) -> bool, exact at a full assignment of ``vars``
+    may: object  # (lo, hi) -> bool, False only if no assignment within the bounds satisfies it
+
+
+def _compile(model: Model, constraints: Sequence[NamedConstraint]) -> list[_Entry]:
+    index = {v.name: i for i, v in enumerate(model.variables)}
+    out = []
+    for nc in constraints:
+        c = nc.constraint
+        out.append(_Entry(nc, tuple(index[n] for n in c.variables()), c._holds_fn(index), c._may_fn(index)))
+    return out
+
+
+def _propagate(model: Model, entries: list[_Entry]) -> list[list[int]] | None:
+    """Filtered domains (ascending lists), or None when some domain becomes empty."""
+    doms = [list(v.domain.values) for v in model.variables]
+    vals = [d[0] for d in doms]
+    multi = []
+    for e in entries:
+        if len(e.vars) == 0:
+            if not e.holds(vals):
+                return None
+        elif len(e.vars) == 1:
+            (i,) = e.vars
+            keep = []
+            for value in doms[i]:
+                vals[i] = value
+                if e.holds(vals):
+                    keep.append(value)
+            if not keep:
+                return None
+            doms[i] = keep
+        else:
+            multi.append(e)
+    if not _filter_divisors(model, entries, doms):
+        return None
+    lo = [d[0] for d in doms]
+    hi = [d[-1] for d in doms]
+    for _ in range(_MAX_PASSES):
+        changed = False
+        for e in multi:
+            for i in e.vars:
+                d = doms[i]
+                start, stop = 0, len(d)
+                saved = lo[i], hi[i]
+                while start < stop:  # drop the smallest value while it has no support
+                    lo[i] = hi[i] = d[start]
+                    if e.may(lo, hi):
+                        break
+                    start += 1
+                while stop > start + 1:  # and the largest
+                    lo[i] = hi[i] = d[stop - 1]
+                    if e.may(lo, hi):
+                        break
+                    stop -= 1
+                lo[i], hi[i] = saved
+                if start == stop:
+                    return None
+                if (start, stop) != (0, len(d)):
+                    doms[i] = d[start:stop]
+                    lo[i], hi[i] = doms[i][0], doms[i][-1]
+                    changed = True
+        if not changed:
+            break
+    return doms
+
+
+def _filter_divisors(model: Model, entries: list[_Entry], doms: list[list[int]]) -> bool:
+    """Divisor-set filtering for ``Divides(x, y)`` between two plain variables; False if one empties."""
+    index = {v.name: i for i, v in enumerate(model.variables)}
+    for e in entries:
+        c = e.named.constraint
+        if not (isinstance(c, Divides) and isinstance(c.a, Var) and isinstance(c.b, Var)):
+            continue
+        i, j = index[c.a.name], index[c.b.name]
+        if i == j:
+            continue
+        ys = doms[j]
+        xs = [x for x in doms[i] if any((y == 0) if x == 0 else (y % x == 0) for y in ys)]
+        ys = [y for y in ys if any((y == 0) if x == 0 else (y % x == 0) for x in xs)]
+        if not xs or not ys:
+            return False
+        doms[i], doms[j] = xs, ys
+    return True
+
+
+def _order(doms: list[list[int]], entries: list[_Entry]) -> list[int]:
+    """Smallest domain first; ties go to the variable sharing most constraints with those chosen."""
+    chosen: list[int] = []
+    left = set(range(len(doms)))
+    while left:
+
+        def key(i: int) -> tuple[int, int, int]:
+            shared = sum(1 for e in entries if i in e.vars and any(j in e.vars for j in chosen))
+            return len(doms[i]), -shared, i
+
+        best = min(left, key=key)
+        chosen.append(best)
+        left.remove(best)
+    return chosen
+
+
+class _Search:
+    """Depth-first enumeration over ``order`` with exact and interval checks at each depth."""
+
+    def __init__(self, model: Model, entries: list[_Entry], doms: list[list[int]]) -> None:
+        self.doms = doms
+        self.order = _order(doms, entries)
+        depth_of = {v: d for d, v in enumerate(self.order)}
+        n = len(doms)
+        self.exact: list[list] = [[] for _ in range(n)]
+        self.partial: list[list] = [[] for _ in range(n)]
+        for e in entries:
+            if not e.vars:
+                continue
+            depths = sorted(depth_of[i] for i in e.vars)
+            self.exact[depths[-1]].append(e.holds)
+            for d in sorted(set(depths[:-1])):
+                self.partial[d].append(e.may)
+        self.lo = [d[0] for d in doms]
+        self.hi = [d[-1] for d in doms]
+
+    def run(self, visit, prune=None) -> None:
+        """Call ``visit(values)`` at each solution (values indexed like the model's variables); stop
+        when it returns True. ``prune(lo, hi)`` returning True skips a subtree."""
+        lo, hi, order, doms, exact, partial = (
+            self.lo,
+            self.hi,
+            self.order,
+            self.doms,
+            self.exact,
+            self.partial,
+        )
+        n = len(order)
+        if n == 0:
+            visit([])
+            return
+
+        def descend(d: int) -> bool:
+            i = order[d]
+            saved = lo[i], hi[i]
+            checks, mays = exact[d], partial[d]
+            last = d == n - 1
+            for value in doms[i]:
+                lo[i] = hi[i] = value
+                ok = True
+                for f in checks:
+                    if not f(lo):
+                        ok = False
+                        break
+                if ok:
+                    for f in mays:
+                        if not f(lo, hi):
+                            ok = False
+                            break
+                if not ok or (prune is not None and not last and prune(lo, hi)):
+                    continue  # leaves skip the bound: visit() sees the exact objective anyway
+                if visit(list(lo)) if last else descend(d + 1):
+                    lo[i], hi[i] = saved
+                    return True
+            lo[i], hi[i] = saved
+            return False
+
+        descend(0)
+
+
+def _feasible_domains(model: Model, entries: list[_Entry]) -> _Search | None:
+    doms = _propagate(model, entries)
+    return None if doms is None else _Search(model, entries, doms)
+
+
+def solutions(
+    model: Model, constraints: Sequence[NamedConstraint] | None = None, limit: int | None = None
+) -> list[dict[str, int]]:
+    """Every assignment satisfying ``constraints`` (default: all of the model's), at most ``limit``."""
+    entries = _compile(model, model.constraints if constraints is None else constraints)
+    return _solutions(model, entries, limit)
+
+
+def _solutions(model: Model, entries: list[_Entry], limit: int | None) -> list[dict[str, int]]:
+    search = _feasible_domains(model, entries)
+    if search is None:
+        return []
+    names = [v.name for v in model.variables]
+    found: list[dict[str, int]] = []
+
+    def visit(values: list[int]) -> bool:
+        found.append(dict(zip(names, values, strict=True)))
+        return limit is not None and len(found) >= limit
+
+    search.run(visit)
+    return found
+
+
+def top_k(model: Model, k: int) -> list[dict[str, int]]:
+    """The ``k`` best solutions in ``model.key`` order, by branch and bound on the objective."""
+    objective = model.objective
+    if objective is None:
+        return sorted(solutions(model), key=model.key)[:k]
+    search = _feasible_domains(model, _compile(model, model.constraints))
+    if search is None:
+        return []
+    index = {v.name: i for i, v in enumerate(model.variables)}
+    value_fn = objective.expr._value_fn(index)
+    bounds_fn = objective.expr._bounds_fn(index)
+    sign = 1 if objective.sense == "min" else -1
+    best: list[tuple[int, tuple[int, ...]]] = []  # (objective key, values), best first
+
+    def visit(values: list[int]) -> bool:
+        item = (sign * value_fn(values), tuple(values))
+        if len(best) < k or item < best[-1]:
+            bisect.insort(best, item)
+            del best[k:]
+        return False
+
+    def prune(lo: list[int], hi: list[int]) -> bool:
+        if len(best) < k:
+            return False
+        a, b = bounds_fn(lo, hi)
+        optimistic = a if sign == 1 else -b
+        return optimistic > best[-1][0]  # strictly worse than the k-th: ties must still be visited
+
+    search.run(visit, prune)
+    names = list(index)
+    return [dict(zip(names, values, strict=True)) for _, values in best]
+
+
+def explain(model: Model) -> list[str]:
+    """An irreducible conflicting set of constraint names (deletion filter); empty when feasible."""
+    entries = _compile(model, model.constraints)
+    if _solutions(model, entries, 1):
+        return []
+    by_name = {e.named.name: e for e in entries}
+
+    def feasible(subset: Sequence[NamedConstraint]) -> bool:
+        return bool(_solutions(model, [by_name[c.name] for c in subset], 1))
+
+    return deletion_filter(model.constraints, feasible)
