@@ -76,11 +76,11 @@ class Constraint:
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict[str, None] = {}
+        found: dict = {}
         self._collect(found)
         return tuple(found)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         raise NotImplementedError
 
     def _holds_fn(self, index: Index) -> HoldsFn:
@@ -115,7 +115,7 @@ class Compare(Constraint):
     def negated(self) -> Constraint:
         return Compare(self.lhs, _NEGATED[self.op], self.rhs)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         self.lhs._collect(found)
         self.rhs._collect(found)
 
@@ -174,7 +174,7 @@ class Divides(Constraint):
     def negated(self) -> Constraint:
         return Not(self)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         self.a._collect(found)
         self.b._collect(found)
 
@@ -226,7 +226,7 @@ class Not(Constraint):
     def negated(self) -> Constraint:
         return self.inner
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         self.inner._collect(found)
 
     def _holds_fn(self, index: Index) -> HoldsFn:
@@ -261,7 +261,7 @@ class _Junction(Constraint):
         test = any if self._any else all
         return test(p.holds(assignment) for p in self.parts)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         for p in self.parts:
             p._collect(found)
 
@@ -323,7 +323,7 @@ class Implies(Constraint):
     def negated(self) -> Constraint:
         return AllOf(self.cond, self.then.negated())
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         self.cond._collect(found)
         self.then._collect(found)
 
@@ -357,7 +357,7 @@ class Truth(Constraint):
     def negated(self) -> Constraint:
         return Truth(not self.value)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         pass
 
     def _holds_fn(self, index: Index) -> HoldsFn:

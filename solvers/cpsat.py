@@ -89,21 +89,33 @@ class _Builder:
                 acc = target
             return acc
         if isinstance(e, (FloorDiv, CeilDiv)):
-            arg, d = self.linear(e.arg), e.d
-            q = self.new_var(*self.iv(e), "quot")
-            if isinstance(e, FloorDiv):  # d*q <= arg <= d*q + d - 1
-                self.cp.add(d * q <= arg)
-                self.cp.add(arg <= d * q + d - 1)
-            else:  # d*q - d + 1 <= arg <= d*q
-                self.cp.add(arg <= d * q)
-                self.cp.add(d * q <= arg + d - 1)
-            return q
+            return self.division(e)
         if isinstance(e, (MinOf, MaxOf)):
             target = self.new_var(*self.iv(e), "extremum")
             args = [self.linear(a) for a in e.args]
             (self.cp.add_min_equality if isinstance(e, MinOf) else self.cp.add_max_equality)(target, args)
             return target
         raise TypeError(f"cpsat: no translation for expression node {type(e).__name__}")
+
+    def division(self, e: FloorDiv | CeilDiv):
+        """Quotient q of arg / d with ``d*q <= arg <= d*q + d - 1`` (floor) or the mirror (ceil)."""
+        arg = self.linear(e.arg)
+        lo, hi = self.iv(e)
+        q = self.new_var(lo, hi, "quot")
+        if isinstance(e.d, Expr):  # d >= 1 everywhere (checked when the node was built)
+            d = self.as_var(e.d)
+            dlo, dhi = self.iv(e.d)
+            dq = self.new_var(*_mul_bounds(dlo, dhi, min(lo, 0), max(hi, 0)), "dq")
+            self.cp.add_multiplication_equality(dq, [d, q])
+        else:
+            d, dq = e.d, e.d * q
+        if isinstance(e, FloorDiv):
+            self.cp.add(dq <= arg)
+            self.cp.add(arg <= dq + d - 1)
+        else:
+            self.cp.add(arg <= dq)
+            self.cp.add(dq <= arg + d - 1)
+        return q
 
     # -- constraints ----------------------------------------------------------------------------
     def forbid(self, lit) -> None:

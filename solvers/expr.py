@@ -54,9 +54,22 @@ def as_expr(value: IntLike, arg: str = "value") -> Expr:
     return Const(value)
 
 
-def _positive_divisor(d: object, fn: str) -> int:
+def _divisor(d: object, fn: str) -> int | Expr:
+    """A positive int, or a non-constant expression that is >= 1 for every value of its variables."""
+    if isinstance(d, Const):
+        d = d.value
+    if isinstance(d, Expr):
+        lo = d._domain_bounds()[0]
+        if lo < 1:
+            raise ValueError(
+                f"{fn}: divisor {d} can be {lo}; expected a positive int or an expression that is >= 1 "
+                "for every value in its variables' domains"
+            )
+        return d
     if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"{fn}: divisor must be a positive int constant, got {d!r}")
+        raise ValueError(
+            f"{fn}: divisor must be a positive int or an expression that is always >= 1, got {d!r}"
+        )
     return d
 
 
@@ -98,12 +111,17 @@ class Expr:
     def __rmul__(self, other: IntLike) -> Expr:
         return Prod.of(as_expr(other, "left operand of *"), self)
 
-    def __floordiv__(self, d: int) -> Expr:
+    def __floordiv__(self, d: IntLike) -> Expr:
         return floor_div(self, d)
 
-    def __mod__(self, d: int) -> Expr:
-        d = _positive_divisor(d, "%")
-        return self - FloorDiv(self, d) * d
+    def __rfloordiv__(self, a: int) -> Expr:
+        return floor_div(as_expr(a, "left operand of //"), self)
+
+    def __mod__(self, d: IntLike) -> Expr:
+        return self - floor_div(self, d) * d
+
+    def __rmod__(self, a: int) -> Expr:
+        return as_expr(a, "left operand of %") - floor_div(a, self) * self
 
     # -- comparisons build constraints --------------------------------------------------------
     def _cmp(self, op: str, other: IntLike) -> Compare:
@@ -142,9 +160,15 @@ class Expr:
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict[str, None] = {}
+        found: dict = {}
         self._collect(found)
         return tuple(found)
+
+    def _domain_bounds(self) -> tuple[int, int]:
+        """Interval over the full domains of the variables used."""
+        found: dict = {}
+        self._collect(found)
+        return self.bounds({n: (v.domain.lo, v.domain.hi) for n, v in found.items()})
 
     def bounds(self, domains: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         """Interval (lo, hi) containing every value, given each variable's (lo, hi)."""
@@ -156,7 +180,7 @@ class Expr:
     def _eval(self, env: Mapping[str, int]) -> int:
         raise NotImplementedError
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         raise NotImplementedError
 
     def _value_fn(self, index: Index) -> ValueFn:
@@ -180,7 +204,7 @@ class Const(Expr):
     def _eval(self, env: Mapping[str, int]) -> int:
         return self.value
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         pass
 
     def _value_fn(self, index: Index) -> ValueFn:
@@ -210,8 +234,8 @@ class Var(Expr):
         except KeyError:
             raise ValueError(f"assignment: no value for variable {self.name!r}") from None
 
-    def _collect(self, found: dict[str, None]) -> None:
-        found[self.name] = None
+    def _collect(self, found: dict) -> None:
+        found[self.name] = self
 
     def _value_fn(self, index: Index) -> ValueFn:
         i = index[self.name]
@@ -269,7 +293,7 @@ class Sum(Expr):
     def _eval(self, env: Mapping[str, int]) -> int:
         return self.constant + sum(c * t._eval(env) for c, t in self.terms)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         for _, t in self.terms:
             t._collect(found)
 
@@ -336,7 +360,7 @@ class Prod(Expr):
             out *= f._eval(env)
         return out
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         for f in self.factors:
             f._collect(found)
 
@@ -367,68 +391,79 @@ class Prod(Expr):
         return bounds
 
 
-class FloorDiv(Expr):
-    """``floor(arg / d)`` for a positive int constant ``d`` (Python's ``//``)."""
+def _floor(a: int, b: int) -> int:
+    return a // b
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _Division(Expr):
+    """``arg / d`` rounded by ``_round``; ``d`` is a positive int or an always-positive expression."""
 
     __slots__ = ("arg", "d")
+    _round: Callable[[int, int], int] = _floor
+    _label = ""
 
-    def __init__(self, arg: Expr, d: int) -> None:
+    def __init__(self, arg: Expr, d: int | Expr) -> None:
         self.arg = arg
         self.d = d
 
     def __repr__(self) -> str:
-        return f"floor_div({self.arg!r}, {self.d})"
+        return f"{self._label}({self.arg!r}, {self.d!r})"
 
     def _eval(self, env: Mapping[str, int]) -> int:
-        return self.arg._eval(env) // self.d
+        d = self.d._eval(env) if isinstance(self.d, Expr) else self.d
+        return type(self)._round(self.arg._eval(env), d)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         self.arg._collect(found)
+        if isinstance(self.d, Expr):
+            self.d._collect(found)
 
     def _value_fn(self, index: Index) -> ValueFn:
-        f, d = self.arg._value_fn(index), self.d
-        return lambda vals: f(vals) // d
+        f, d, rnd = self.arg._value_fn(index), self.d, type(self)._round
+        if isinstance(d, Expr):
+            g = d._value_fn(index)
+            return lambda vals: rnd(f(vals), g(vals))
+        return lambda vals: rnd(f(vals), d)
 
     def _bounds_fn(self, index: Index) -> BoundsFn:
-        f, d = self.arg._bounds_fn(index), self.d
+        f, d, rnd = self.arg._bounds_fn(index), self.d, type(self)._round
+        if isinstance(d, Expr):
+            g = d._bounds_fn(index)
+
+            def corners(lo: list, hi: list) -> tuple[int, int]:
+                # With a divisor >= 1, a / b is monotone in each argument, so its extremes (and
+                # those of its rounding) sit at the corners of the box.
+                (a, b), (c, e) = f(lo, hi), g(lo, hi)
+                qs = (rnd(a, c), rnd(a, e), rnd(b, c), rnd(b, e))
+                return min(qs), max(qs)
+
+            return corners
 
         def bounds(lo: list, hi: list) -> tuple[int, int]:
             a, b = f(lo, hi)
-            return a // d, b // d  # floor division by a positive constant is monotone
+            return rnd(a, d), rnd(b, d)  # rounding a / d for a constant d >= 1 is monotone in a
 
         return bounds
 
 
-class CeilDiv(Expr):
-    """``ceil(arg / d)`` for a positive int constant ``d``, e.g. registers in 256-register units."""
+class FloorDiv(_Division):
+    """``floor(arg / d)`` (Python's ``//``)."""
 
-    __slots__ = ("arg", "d")
+    __slots__ = ()
+    _round = _floor
+    _label = "floor_div"
 
-    def __init__(self, arg: Expr, d: int) -> None:
-        self.arg = arg
-        self.d = d
 
-    def __repr__(self) -> str:
-        return f"ceil_div({self.arg!r}, {self.d})"
+class CeilDiv(_Division):
+    """``ceil(arg / d)``, e.g. registers in 256-register units."""
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        return -(-self.arg._eval(env) // self.d)
-
-    def _collect(self, found: dict[str, None]) -> None:
-        self.arg._collect(found)
-
-    def _value_fn(self, index: Index) -> ValueFn:
-        f, d = self.arg._value_fn(index), self.d
-        return lambda vals: -(-f(vals) // d)
-
-    def _bounds_fn(self, index: Index) -> BoundsFn:
-        f, d = self.arg._bounds_fn(index), self.d
-
-        def bounds(lo: list, hi: list) -> tuple[int, int]:
-            a, b = f(lo, hi)
-            return -(-a // d), -(-b // d)
-
-        return bounds
+    __slots__ = ()
+    _round = _ceil
+    _label = "ceil_div"
 
 
 class _Extremum(Expr):
@@ -445,7 +480,7 @@ class _Extremum(Expr):
     def _eval(self, env: Mapping[str, int]) -> int:
         return type(self)._pick(a._eval(env) for a in self.args)
 
-    def _collect(self, found: dict[str, None]) -> None:
+    def _collect(self, found: dict) -> None:
         for a in self.args:
             a._collect(found)
 
@@ -479,26 +514,27 @@ class MaxOf(_Extremum):
     _label = "Max"
 
 
-def floor_div(a: IntLike, d: int) -> IntLike:
-    """``floor(a / d)``: an int for an int ``a``, an expression node for an expression."""
-    d = _positive_divisor(d, "floor_div")
-    if isinstance(a, Expr):
-        return Const(a.value // d) if isinstance(a, Const) else FloorDiv(a, d)
-    return as_expr(a, "floor_div: a").value // d
+def _divide(cls: type[_Division], fn: str, a: IntLike, d: IntLike) -> IntLike:
+    divisor = _divisor(d, fn)
+    num = as_expr(a, f"{fn}: a")
+    if isinstance(num, Const) and isinstance(divisor, int):
+        return cls._round(num.value, divisor)  # plain ints in, plain int out
+    return cls(num, divisor)
 
 
-def ceil_div(a: IntLike, d: int) -> IntLike:
-    """``ceil(a / d)``: an int for an int ``a``, an expression node for an expression."""
-    d = _positive_divisor(d, "ceil_div")
-    if isinstance(a, Expr):
-        return Const(-(-a.value // d)) if isinstance(a, Const) else CeilDiv(a, d)
-    return -(-as_expr(a, "ceil_div: a").value // d)
+def floor_div(a: IntLike, d: IntLike) -> IntLike:
+    """``floor(a / d)``: an int for ints, an expression node otherwise (``d`` must be >= 1)."""
+    return _divide(FloorDiv, "floor_div", a, d)
 
 
-def round_up(a: IntLike, d: int) -> IntLike:
+def ceil_div(a: IntLike, d: IntLike) -> IntLike:
+    """``ceil(a / d)``: an int for ints, an expression node otherwise (``d`` must be >= 1)."""
+    return _divide(CeilDiv, "ceil_div", a, d)
+
+
+def round_up(a: IntLike, d: IntLike) -> IntLike:
     """Smallest multiple of ``d`` that is ``>= a`` (allocation granularity, e.g. 128-byte units)."""
-    d = _positive_divisor(d, "round_up")
-    return ceil_div(a, d) * d
+    return ceil_div(a, d) * _divisor(d, "round_up")
 
 
 def _extremum(cls: type[_Extremum], fn: str, args: tuple[IntLike, ...]) -> IntLike:

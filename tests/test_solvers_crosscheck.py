@@ -72,7 +72,11 @@ def expressions(draw, variables, depth=2):
         return draw(st.sampled_from(variables)) if draw(st.integers(0, 3)) else draw(st.integers(-3, 5))
     if draw(st.booleans()):
         op = draw(st.sampled_from(UNARY))
-        return op(draw(expressions(variables, depth - 1)), draw(st.integers(1, 4)))
+        positive = [v for v in variables if v.domain.lo >= 1]  # divisors must be >= 1 everywhere
+        divisor = (
+            draw(st.sampled_from(positive)) if positive and draw(st.booleans()) else draw(st.integers(1, 4))
+        )
+        return op(draw(expressions(variables, depth - 1)), divisor)
     op = draw(st.sampled_from(BINARY))
     return op(draw(expressions(variables, depth - 1)), draw(expressions(variables, depth - 1)))
 

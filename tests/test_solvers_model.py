@@ -139,15 +139,32 @@ def test_formula_helpers_return_plain_ints_for_ints(fn, args, expected):
 
 @pytest.mark.parametrize("fn", [ceil_div, floor_div, round_up])
 @pytest.mark.parametrize("d", [0, -4, 2.5], ids=["zero", "negative", "float"])
-def test_division_needs_a_positive_int_constant(fn, d):
-    with pytest.raises(ValueError, match="positive int constant"):
+def test_division_needs_a_positive_divisor(fn, d):
+    with pytest.raises(ValueError, match="divisor must be a positive int"):
         fn(10, d)
 
 
-def test_division_by_a_variable_is_rejected():
-    _, x, y = _xy()
-    with pytest.raises(ValueError, match="positive int constant"):
-        ceil_div(x, y)
+@pytest.mark.parametrize("fn", [ceil_div, floor_div, round_up])
+def test_division_by_a_variable_that_can_be_zero_or_less_is_rejected(fn):
+    _, x, y = _xy()  # x in [-5, 5]
+    with pytest.raises(ValueError, match="divisor x can be -5"):
+        fn(y, x)
+
+
+@pytest.mark.parametrize(
+    "make, x, y, expected",
+    [
+        (lambda x, y: ceil_div(x, y), -5, 2, -2),
+        (lambda x, y: floor_div(x, y), -5, 2, -3),
+        (lambda x, y: round_up(x + 7, y), 3, 4, 12),
+        (lambda x, y: 768 // y, 0, 5, 153),
+        (lambda x, y: x % y, -5, 3, 1),
+    ],
+    ids=["ceil", "floor", "round-up", "rfloordiv", "mod"],
+)
+def test_division_by_a_positive_variable_evaluates_like_python(make, x, y, expected):
+    _, vx, vy = _xy()
+    assert make(vx, vy).evaluate({"x": x, "y": y}) == expected
 
 
 def test_expressions_refuse_truth_tests_and_hashing():
