@@ -1,0 +1,116 @@
+"""Input checks shared by every backend and layer: each failure is a ValueError that names the
+argument, says what was received (shape, dtype, device) and what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tunekit.cells import Cell
+
+
+def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
+def check_tensor(name: str, value: Any, layout: str, rank: int) -> torch.Tensor:
+    """A floating-point tensor of ``rank`` dims; ``layout`` (e.g. "[B, T, G_w, N, D]") names them."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name}: got {type(value).__name__}, expected a torch.Tensor {layout}")
+    if value.dim() != rank:
+        raise ValueError(
+            f"{name}: got shape {_shape(value)} ({value.dim()} dims), expected {rank} dims {layout}"
+        )
+    if not value.dtype.is_floating_point:
+        raise ValueError(
+            f"{name}: got dtype {value.dtype}, expected a floating-point dtype (float32, float64, …)"
+        )
+    return value
+
+
+def _same_place(name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str) -> None:
+    if tensor.device != reference.device:
+        raise ValueError(
+            f"{name}: got a tensor on {tensor.device}, "
+            f"expected the device of {reference_name} ({reference.device})"
+        )
+    if tensor.dtype != reference.dtype:
+        raise ValueError(
+            f"{name}: got dtype {tensor.dtype}, expected the dtype of {reference_name} ({reference.dtype})"
+        )
+
+
+def check_rnn_inputs(cell: Cell, Wx: Any, R: Any, b: Any, states: Any = None) -> tuple[int, int, int, int]:
+    """Check the functional layouts of DESIGN §3 for ``cell``; returns (B, T, N, D)."""
+    g_w, g_r, g_t, n_states = len(cell.w_gates), len(cell.r_gates), len(cell.b_gates), len(cell.states)
+    check_tensor("Wx", Wx, f"[B, T, G_w={g_w}, N, D]", 5)
+    batch, steps, gates, heads, head_dim = Wx.shape
+    if gates != g_w:
+        raise ValueError(
+            f"Wx: got {gates} gates (shape {_shape(Wx)}, dim 2), expected G_w={g_w} for cell "
+            f"{cell.name!r} ({', '.join(cell.w_gates)})"
+        )
+    if steps == 0:
+        raise ValueError(f"Wx: got T=0 (shape {_shape(Wx)}), expected at least one time step")
+    if min(batch, heads, head_dim) == 0:
+        raise ValueError(f"Wx: got shape {_shape(Wx)}, expected B, N and D of at least 1")
+    expected = {
+        "R": (R, (g_r, heads, head_dim, head_dim), f"[G_r={g_r}, N, D, D]", cell.r_gates),
+        "b": (b, (g_t, heads, head_dim), f"[G_t={g_t}, N, D]", cell.b_gates),
+    }
+    if states is not None:
+        expected["states"] = (
+            states,
+            (n_states, batch, 1, heads, head_dim),
+            f"[S={n_states}, B, 1, N, D]",
+            cell.states,
+        )
+    for name, (tensor, shape, layout, slots) in expected.items():
+        check_tensor(name, tensor, layout, len(shape))
+        if _shape(tensor) != shape:
+            raise ValueError(
+                f"{name}: got shape {_shape(tensor)}, expected {shape} = {layout} for cell {cell.name!r} "
+                f"({', '.join(slots)}) with B={batch}, N={heads}, D={head_dim} taken from Wx {_shape(Wx)}"
+            )
+        _same_place(name, tensor, Wx, "Wx")
+    return batch, steps, heads, head_dim
+
+
+def check_layer_input(input: Any, input_size: int, batch_first: bool) -> torch.Tensor:
+    """A layer's input: [B, T, input_size] when ``batch_first`` else [T, B, input_size]."""
+    layout = "[B, T, input_size]" if batch_first else "[T, B, input_size]"
+    check_tensor("input", input, layout, 3)
+    if input.shape[-1] != input_size:
+        raise ValueError(f"input: got shape {_shape(input)}, expected {layout} with input_size={input_size}")
+    steps = input.shape[1] if batch_first else input.shape[0]
+    if steps == 0:
+        raise ValueError(
+            f"input: got T=0 (shape {_shape(input)}, layout {layout}), expected at least one time step"
+        )
+    return input
+
+
+def check_initial_states(
+    hx: Any, cell: Cell, batch: int, hidden_size: int, like: torch.Tensor
+) -> Sequence[torch.Tensor]:
+    """A layer's initial states: one [1, B, hidden] tensor per state (a bare tensor when S = 1)."""
+    names = cell.states
+    if isinstance(hx, torch.Tensor):
+        hx = (hx,)
+    if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
+        got = type(hx).__name__ if not isinstance(hx, (tuple, list)) else f"{len(hx)} tensors"
+        raise ValueError(
+            f"hx: got {got}, expected {len(names)} tensor(s) ({', '.join(names)}) "
+            "of shape [1, B, hidden_size]"
+        )
+    for name, tensor in zip(names, hx, strict=True):
+        check_tensor(f"hx[{name}]", tensor, "[1, B, hidden_size]", 3)
+        if _shape(tensor) != (1, batch, hidden_size):
+            raise ValueError(
+                f"hx[{name}]: got shape {_shape(tensor)}, "
+                f"expected (1, {batch}, {hidden_size}) = [1, B, hidden_size]"
+            )
+        _same_place(f"hx[{name}]", tensor, like, "input")
+    return hx
