@@ -142,6 +142,22 @@ def run_ptxas(ptx: str, arch: int) -> str:
     return done.stderr + done.stdout
 
 
+def _compilable(kernel: Any) -> Any:
+    """A JITFunction for ``kernel``; one decorated under TRITON_INTERPRET=1 is re-wrapped from its source.
+
+    (The re-wrap covers kernels that call only ``tl`` builtins; helpers decorated in interpreter
+    mode are InterpretedFunctions too and cannot be compiled.)
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    if isinstance(kernel, JITFunction):
+        return kernel
+    if isinstance(kernel, InterpretedFunction):
+        return JITFunction(kernel.fn)
+    raise ValueError(f"kernel: expected a @triton.jit function, received {type(kernel).__name__}")
+
+
 def compile_triton_kernel(
     kernel: Any,
     signature: Mapping[str, str],
@@ -162,6 +178,7 @@ def compile_triton_kernel(
     from triton.compiler import ASTSource
 
     _check_launch(arch, num_warps, num_stages)
+    kernel = _compilable(kernel)
     names = list(getattr(kernel, "arg_names", []))
     missing = [n for n in names if n not in signature]
     if missing:
