@@ -1,0 +1,187 @@
+"""triton-fused kernels in Triton's interpreter against the float64 reference.
+
+Checked: all states, final states and all gradients.
+
+Inputs are drawn in float32, rounded to the tested dtype, and the reference runs in float64 on the
+rounded values, so only the kernel's own arithmetic is measured. A breach of
+``atol + rtol * max|reference|`` fails. The interpreter costs ~7 ms per time step per program, so
+sequences stay short (T = 5..9).
+
+bf16: Triton 3.9's interpreter returns garbage for ``tl.dot`` on bfloat16 operands (errors ~1e10).
+The runtime probes this (``bf16_dot_is_exact``) and, in the interpreter only, upcasts bf16 dot
+operands to fp32 (exact: a bf16 x bf16 product fits fp32, as on tensor cores). The bf16 cases below
+therefore validate everything but the dot instruction itself; ``test_raw_bf16_dot_agrees_with_probe``
+runs the kernel without the upcast and checks that the probe's belief matches what happens.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunekit.cells import get_cell
+from tunekit.kernels.triton_fused import bf16_dot_is_exact, fused_rnn, interpreter_dot_error, load_kernels
+from tunekit.reference import rnn as reference_rnn
+
+# dtype -> (rtol relative to max|reference|, absolute floor)
+TOL = {
+    torch.float32: (2e-5, 1e-6),
+    torch.float16: (5e-3, 1e-4),
+    torch.bfloat16: (3e-2, 1e-3),
+}
+DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+CELL_NAMES = ("elman", "lstm", "gru", "slstm")
+CONFIG = {"block_b": 16, "num_warps": 4, "num_stages": 1}
+
+
+def make_inputs(cell_name: str, B: int, T: int, N: int, D: int, dtype: torch.dtype, with_s0: bool, seed: int):
+    """Wx, R, b, initial states (or None) in ``dtype``; R scaled so the recurrence stays well-conditioned."""
+    cell = get_cell(cell_name)
+    gen = torch.Generator().manual_seed(seed)
+    wx = torch.randn(B, T, len(cell.w_gates), N, D, generator=gen)
+    r = torch.randn(len(cell.r_gates), N, D, D, generator=gen) / D**0.5
+    b = 0.1 * torch.randn(len(cell.b_gates), N, D, generator=gen)
+    s0 = None
+    if with_s0:
+        s0 = 0.5 * torch.randn(len(cell.states), B, 1, N, D, generator=gen)
+        if cell_name == "slstm":  # a reachable sLSTM state: normalizer n >= 1 after any step
+            s0[cell.states.index("n")] = 1.0 + s0[cell.states.index("n")].abs()
+    return [None if x is None else x.to(dtype) for x in (wx, r, b, s0)]
+
+
+def loss_weights(cell_name: str, all_shape, last_shape, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random weights of a loss on every state and on the final states (zero on no-gradient states)."""
+    cell = get_cell(cell_name)
+    gen = torch.Generator().manual_seed(seed + 1)
+    w_all, w_last = torch.randn(all_shape, generator=gen), torch.randn(last_shape, generator=gen)
+    for st in cell.no_grad_states:
+        w_all[cell.states.index(st)] = 0.0
+        w_last[cell.states.index(st)] = 0.0
+    return w_all, w_last
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    rtol, atol = TOL[dtype]
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    error = (actual.double() - expected).abs().max().item()
+    bound = atol + rtol * expected.abs().max().item()
+    assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({DTYPE_IDS[dtype]})"
+
+
+def check_against_reference(cell, B, T, N, D, dtype, with_s0=True, config=CONFIG, seed=0, loss="both"):
+    inputs = make_inputs(cell, B, T, N, D, dtype, with_s0, seed)
+    ours = [None if x is None else x.clone().requires_grad_() for x in inputs]
+    ref = [None if x is None else x.double().requires_grad_() for x in inputs]
+
+    states, last = fused_rnn(*ours, cell=cell, config=config)
+    ref_states, ref_last = reference_rnn(*ref, cell=cell)
+    assert states.dtype == dtype and last.dtype == dtype
+    assert_close(states, ref_states, dtype, "all states")
+    assert_close(last, ref_last, dtype, "final states")
+
+    w_all, w_last = loss_weights(cell, states.shape, last.shape, seed)
+    w_all = w_all * (loss in ("both", "all"))
+    w_last = w_last * (loss in ("both", "last"))
+    ((states.float() * w_all).sum() + (last.float() * w_last).sum()).backward()
+    ((ref_states * w_all.double()).sum() + (ref_last * w_last.double()).sum()).backward()
+    for name, x, x_ref in zip(("dWx", "dR", "db", "dstates0"), ours, ref, strict=True):
+        if x is not None:
+            assert x.grad is not None and x.grad.dtype == dtype, name
+            assert_close(x.grad, x_ref.grad, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPE_IDS), ids=list(DTYPE_IDS.values()))
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_every_cell_and_dtype_matches_reference(cell, dtype):
+    # odd sizes: B=5 < BLOCK_B (masked rows), D=48 padded to 64 (masked lanes), 3 heads
+    check_against_reference(cell, B=5, T=6, N=3, D=48, dtype=dtype)
+
+
+SHAPES = [  # (B, T, N, D, with initial states)
+    (3, 5, 2, 16, False),  # smallest tile, zero initial states
+    (17, 7, 1, 32, True),  # two batch blocks, the second holds one row
+]
+
+
+@pytest.mark.parametrize(
+    "B,T,N,D,with_s0", SHAPES, ids=[f"B{b}-T{t}-N{n}-D{d}-s0{int(s)}" for b, t, n, d, s in SHAPES]
+)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_shapes_fp32(cell, B, T, N, D, with_s0):
+    check_against_reference(cell, B, T, N, D, torch.float32, with_s0=with_s0, seed=B + D)
+
+
+@pytest.mark.parametrize("loss", ["all", "last"])
+def test_loss_on_one_output_only(loss):
+    # the autograd.Function gets None for the unused output's gradient
+    check_against_reference("lstm", B=4, T=5, N=2, D=16, dtype=torch.float32, loss=loss, seed=3)
+
+
+def test_larger_tiles_than_needed():
+    # BLOCK_B=32 for B=6 and D_PAD=128 for D=40: more padding must change nothing
+    config = {"block_b": 32, "num_warps": 8, "num_stages": 2, "d_pad": 128}
+    check_against_reference("gru", B=6, T=5, N=2, D=40, dtype=torch.float32, config=config, seed=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_longer_sequences_two_blocks(cell, dtype):
+    check_against_reference(cell, B=19, T=9, N=2, D=64, dtype=dtype, seed=7)
+
+
+def test_interpreter_dot_probe_on_fp32_and_fp16():
+    # the probe itself must be right where the interpreter is known to be right
+    assert interpreter_dot_error(torch.float32) < 1e-5
+    assert interpreter_dot_error(torch.float16) < 1e-5
+
+
+def test_raw_bf16_dot_agrees_with_probe():
+    # Launch the bf16 forward kernel with DOT_FP32=False (the raw bf16 dot) and compare with the
+    # reference: it must match exactly when the probe says the interpreter's bf16 dot is right,
+    # and miss badly when the probe says it is broken (the garbage it guards against).
+    B, T, N, D = 4, 5, 1, 16
+    wx, r, b, _ = make_inputs("elman", B, T, N, D, torch.bfloat16, with_s0=False, seed=11)
+    forward, _ = load_kernels("elman", {"name": "raw-bf16-dot", **CONFIG}, torch.bfloat16, interpret=True)
+    out = torch.empty(1, B, T, N, D, dtype=torch.float32)
+    last = torch.empty(1, B, 1, N, D, dtype=torch.float32)
+    forward[(N, 1)](
+        wx, r, b, last, out, last, B, T, N,
+        D=D, D_PAD=16, BLOCK_B=16, HAS_S0=False, DOT_FP32=False, DOT_PRECISION="ieee",
+    )  # fmt: skip
+    expected, _ = reference_rnn(wx.double(), r.double(), b.double(), None, cell="elman")
+    error = (out.double() - expected).abs().max().item()
+    raw_dot_is_right = error < 3e-2
+    assert raw_dot_is_right == bf16_dot_is_exact(), f"raw bf16 kernel error {error:.3e}"
+
+
+def test_cpu_without_interpreter_raises_clear_error():
+    import triton
+
+    wx, r, b, _ = make_inputs("lstm", 2, 3, 1, 16, torch.float32, with_s0=False, seed=0)
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = False
+        with pytest.raises(RuntimeError, match="set TRITON_INTERPRET=1"):
+            fused_rnn(wx, r, b, cell="lstm", config=CONFIG)
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"block_b": 12, "num_warps": 4, "num_stages": 1}, "block_b: got 12"),
+        ({"block_b": 16, "num_warps": 3, "num_stages": 1}, "num_warps: got 3"),
+        ({"block_b": 16, "num_warps": 4, "num_stages": 1, "d_pad": 32}, "d_pad: got 32"),
+        ({"block_b": 16, "num_warps": 4}, "missing \\['num_stages'\\]"),
+    ],
+    ids=["block_b-not-pow2", "num_warps-3", "d_pad-below-D", "missing-key"],
+)
+def test_bad_config_raises_value_error(config, message):
+    wx, r, b, _ = make_inputs("lstm", 2, 3, 1, 48, torch.float32, with_s0=False, seed=0)
+    with pytest.raises(ValueError, match=message):
+        fused_rnn(wx, r, b, cell="lstm", config=config)
+
+
+def test_mismatched_shapes_raise_value_error():
+    wx, r, b, _ = make_inputs("lstm", 2, 3, 1, 16, torch.float32, with_s0=False, seed=0)
+    with pytest.raises(ValueError, match=r"R: got shape \(3, 1, 16, 16\)"):
+        fused_rnn(wx, r[:3], b, cell="lstm", config=CONFIG)
