@@ -87,6 +87,14 @@ def test_profile_to_toml_round_trips(profile: GPUProfile, tmp_path: Path):
         ("h100", "h100-sxm5-80gb"),
         ("h100-pcie", "h100-pcie-80gb"),
         ("H100-SXM5-80GB", "h100-sxm5-80gb"),
+        ("h200", "h200-sxm-141gb"),
+        ("l40s", "l40s-48gb"),
+        ("L4", "l4-24gb"),
+        ("rtx4090", "rtx4090-24gb"),
+        ("4090", "rtx4090-24gb"),
+        ("rtx3090", "rtx3090-24gb"),
+        ("3090", "rtx3090-24gb"),
+        ("a10", "a10-24gb"),
     ],
     ids=lambda v: v,
 )
@@ -94,6 +102,23 @@ def test_aliases_resolve(alias: str, name: str):
     assert load_profile(alias).name == name
     if alias.lower() in ALIASES:
         assert ALIASES[alias.lower()] == name
+
+
+def test_every_design_gpu_has_a_profile():
+    # DESIGN §5 lists these ten GPUs; each must ship, with its architecture.
+    archs = {p.name: p.arch for p in PROFILES}
+    assert archs == {
+        "a100-sxm4-40gb": 80,
+        "a100-sxm4-80gb": 80,
+        "h100-sxm5-80gb": 90,
+        "h100-pcie-80gb": 90,
+        "h200-sxm-141gb": 90,
+        "l40s-48gb": 89,
+        "l4-24gb": 89,
+        "rtx4090-24gb": 89,
+        "rtx3090-24gb": 86,
+        "a10-24gb": 86,
+    }
 
 
 def test_profile_passes_through():
