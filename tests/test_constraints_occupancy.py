@@ -1,0 +1,97 @@
+"""Occupancy helpers against the occupancy calculator's arithmetic written out plainly.
+
+``plain_blocks_per_sm`` and ``plain_fits`` are the independent referee the family tests import:
+they compute residency the way NVIDIA's occupancy calculator does, step by step on ints, without
+the solver IR.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tunekit.constraints import build_space
+from tunekit.constraints.occupancy import (
+    blocks_per_sm,
+    mma_shape,
+    register_alloc_per_block,
+    shared_alloc_per_block,
+)
+from tunekit.hardware import list_profiles, load_profile
+from tunekit.problem import Problem
+from tunekit.solvers import Model, PowersOfTwo, Values
+
+GPUS = {p.name: p for p in list_profiles()}
+
+
+def plain_blocks_per_sm(gpu, threads: int, regs: int, smem: int) -> int:
+    """Resident blocks per SM, as the occupancy calculator computes it."""
+    warps = -(-threads // gpu.warp_size)
+    regs_per_warp = -(-(regs * gpu.warp_size) // gpu.register_allocation_unit) * gpu.register_allocation_unit
+    warps_by_regs = gpu.registers_per_sm // regs_per_warp  # whole warps the register file holds
+    by_regs = warps_by_regs // warps
+    smem_alloc = -(-smem // gpu.shared_memory_allocation_unit) * gpu.shared_memory_allocation_unit
+    by_smem = gpu.shared_memory_per_sm // (smem_alloc + gpu.shared_memory_reserved_per_block)
+    by_warps = gpu.max_warps_per_sm // warps
+    return min(gpu.max_blocks_per_sm, by_warps, by_regs, by_smem)
+
+
+def plain_fits(gpu, resources: dict[str, int], *, cooperative: bool) -> bool:
+    """A launch with these resources is possible (and, if cooperative, fully co-resident)."""
+    threads, regs = resources["threads_per_block"], resources["registers_per_thread"]
+    smem, grid = resources["shared_memory_bytes_per_block"], resources["blocks"]
+    warps = threads // gpu.warp_size
+    regs_per_warp = -(-(regs * gpu.warp_size) // gpu.register_allocation_unit) * gpu.register_allocation_unit
+    ok = (
+        threads % gpu.warp_size == 0
+        and 0 < threads <= gpu.max_threads_per_block
+        and regs <= gpu.max_registers_per_thread
+        and warps * regs_per_warp <= gpu.registers_per_block
+        and smem <= gpu.shared_memory_per_block_optin
+        and plain_blocks_per_sm(gpu, threads, regs, smem) >= 1
+    )
+    if cooperative:
+        ok = ok and grid <= gpu.sm_count * plain_blocks_per_sm(gpu, threads, regs, smem)
+    return ok
+
+
+@pytest.mark.parametrize("gpu", sorted(GPUS), ids=str)
+def test_blocks_per_sm_expression_matches_the_calculator(gpu):
+    g = GPUS[gpu]
+    m = Model("occupancy")
+    warps = m.int_var("warps", PowersOfTwo(1, 32))
+    regs = m.int_var("regs", Values([24, 32, 40, 64, 65, 96, 128, 168, 255]))
+    smem = m.int_var("smem", Values([0, 1, 127, 129, 4096, 49152, 100000, 166912, 232448]))
+    expr = blocks_per_sm(warps, regs, smem, g)
+    for w, r, s in itertools.product(warps.domain, regs.domain, smem.domain):
+        a = {"warps": w, "regs": r, "smem": s}
+        assert expr.evaluate(a) == plain_blocks_per_sm(g, 32 * w, r, s), a
+        assert blocks_per_sm(w, r, s, g) == expr.evaluate(a)  # the same helper on plain ints
+
+
+def test_allocation_granularity_of_registers_and_shared_memory():
+    a100 = load_profile("a100")
+    # 33 registers x 32 threads = 1056 -> 1280 per warp (5 units of 256)
+    assert register_alloc_per_block(33, 4, a100) == 4 * 1280
+    # 129 B -> two 128 B units, plus 1 KB reserved
+    assert shared_alloc_per_block(129, a100) == 256 + 1024
+    # one block using the whole opt-in limit fills the SM
+    assert blocks_per_sm(1, 32, a100.shared_memory_per_block_optin, a100) == 1
+
+
+@pytest.mark.parametrize(
+    "dtype,shape", [("bfloat16", (16, 8, 16)), ("float16", (16, 8, 16)), ("float32", (16, 8, 8))]
+)
+def test_tensor_core_tile_per_dtype(dtype, shape):
+    assert mma_shape(load_profile("h100"), dtype) == shape
+
+
+def test_build_space_rejects_unknown_family_listing_the_known_ones():
+    with pytest.raises(ValueError, match="family: got 'cudnn'.*triton-fused.*cuda-alternating.*cuda-fused"):
+        build_space("cudnn", Problem("lstm", 16, 1, 64), load_profile("a100"))
+
+
+def test_build_space_accepts_a_profile_name():
+    space = build_space("triton-fused", Problem("elman", 16, 1, 32), "a100")
+    assert space.gpu.name == "a100-sxm4-80gb"
