@@ -400,16 +400,24 @@ def _tokens(text: str) -> set[str]:
     return set(re.split(r"[^a-z0-9]+", text.lower())) - {"", "nvidia", "geforce"}
 
 
+# Words that name a board form factor: an "A100 80GB PCIe" must not match the SXM4 profile, whose
+# bandwidth and clocks differ, even though CC and SM count agree.
+_FORM_FACTORS = {"pcie", "sxm", "sxm2", "sxm4", "sxm5", "nvl"}
+
+
 def _match(props: Any) -> GPUProfile | None:
     """The packaged profile with the device's CC and SM count whose name shares most words with it."""
     cc = (props.major, props.minor)
-    same = [
-        p for p in list_profiles() if p.compute_capability == cc and p.sm_count == props.multi_processor_count
-    ]
-    words = _tokens(props.name) | {f"{round(props.total_memory / 1e9 / 8) * 8}gb"}
-    scored = sorted(
-        ((len(words & (_tokens(p.display_name) | set(p.aliases))), p.name, p) for p in same), reverse=True
-    )
+    words = _tokens(props.name)
+    scored = []
+    for p in list_profiles():
+        if p.compute_capability != cc or p.sm_count != props.multi_processor_count:
+            continue
+        known = _tokens(p.display_name).union(*(_tokens(a) for a in p.aliases))
+        if words & _FORM_FACTORS and not words & _FORM_FACTORS & known:
+            continue
+        scored.append((len(words & known), p.name, p))
+    scored.sort(reverse=True)
     if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[0][0] == scored[1][0]):
         return None
     return scored[0][2]

@@ -1,1 +1,3 @@
 """Registers every command module on the ``tunekit`` group (one import line per module)."""
+
+from tunekit.cli import hw  # noqa: F401
