@@ -200,3 +200,102 @@ def test_detect_without_cuda_raises_runtime_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="no CUDA device"):
         hardware.detect_profile()
+
+
+# ---- detection, with torch.cuda standing in for a device ------------------------------------------
+
+
+def _props(name: str, cc: tuple[int, int], sms: int, **over):
+    """Fake torch.cuda.get_device_properties: an A100 80GB PCIe's numbers unless overridden."""
+    from types import SimpleNamespace
+
+    values = dict(
+        name=name,
+        major=cc[0],
+        minor=cc[1],
+        multi_processor_count=sms,
+        total_memory=85_000_000_000,
+        max_threads_per_multi_processor=2048 if cc in ((8, 0), (9, 0)) else 1536,
+        warp_size=32,
+        L2_cache_size=41943040,
+        clock_rate=1410000,  # kHz
+        memory_clock_rate=1512000,  # kHz
+        memory_bus_width=5120,
+        shared_memory_per_block=49152,
+        shared_memory_per_multiprocessor=167936,
+        shared_memory_per_block_optin=166912,
+        regs_per_multiprocessor=65536,
+    )
+    values.update(over)
+    return SimpleNamespace(**values)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Install fake device properties; returns a setter."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def install(props):
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=0: props)
+
+    return install
+
+
+@pytest.mark.parametrize(
+    ("device_name", "cc", "sms", "expected"),
+    [
+        ("NVIDIA A100-SXM4-80GB", (8, 0), 108, "a100-sxm4-80gb"),
+        ("NVIDIA A100-SXM4-40GB", (8, 0), 108, "a100-sxm4-40gb"),
+        ("NVIDIA H100 80GB HBM3", (9, 0), 132, "h100-sxm5-80gb"),
+        ("NVIDIA H100 PCIe", (9, 0), 114, "h100-pcie-80gb"),
+        ("NVIDIA H200", (9, 0), 132, "h200-sxm-141gb"),
+        ("NVIDIA L40S", (8, 9), 142, "l40s-48gb"),
+        ("NVIDIA L4", (8, 9), 58, "l4-24gb"),
+        ("NVIDIA GeForce RTX 4090", (8, 9), 128, "rtx4090-24gb"),
+        ("NVIDIA GeForce RTX 3090", (8, 6), 82, "rtx3090-24gb"),
+        ("NVIDIA A10", (8, 6), 72, "a10-24gb"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_detect_matches_packaged_profile(fake_gpu, device_name, cc, sms, expected):
+    fake_gpu(_props(device_name, cc, sms))
+    assert hardware.detect_profile().name == expected
+
+
+def test_detect_builds_a_profile_for_an_unlisted_board(fake_gpu, tmp_path: Path):
+    # An A100 80GB PCIe has the SXM4 part's CC and SM count, but another board: it must not match it.
+    fake_gpu(_props("NVIDIA A100 80GB PCIe", (8, 0), 108))
+    profile = hardware.detect_profile()
+    assert profile.name == "detected-a100-80gb-pcie"
+    assert profile.sm == "sm_80" and profile.sm_count == 108
+    assert profile.max_blocks_per_sm == 32 and profile.shared_memory_per_block_optin == 166912
+    # 2 x 1512 MHz x 5120 bit / 8 = 1935 GB/s, the A100 PCIe datasheet figure.
+    assert profile.memory_bandwidth_gbs == pytest.approx(1935.4, abs=0.1)
+    # 108 SMs x 1410 MHz x 2048 FLOP/clock = 312 TFLOP/s, the A100 datasheet's dense bf16.
+    assert profile.tensor_tflops["bfloat16"] == pytest.approx(312, rel=0.01)
+    assert "float64" in profile.tensor_core_dtypes
+    path = tmp_path / "detected.toml"
+    path.write_text(profile_to_toml(profile))
+    assert load_profile_file(path) == profile
+
+
+@pytest.mark.parametrize(
+    ("props", "match"),
+    [
+        (_props("NVIDIA B200", (10, 0), 148), "compute capability 10.0"),
+        (_props("NVIDIA A100 80GB PCIe", (8, 0), 108, clock_rate=0), "no clock rate"),
+    ],
+    ids=["unknown-arch", "no-clock"],
+)
+def test_detect_refuses_to_guess(fake_gpu, props, match: str):
+    fake_gpu(props)
+    with pytest.raises(RuntimeError, match=match):
+        hardware.detect_profile()
+
+
+def test_detect_rejects_a_bad_device_index(fake_gpu):
+    fake_gpu(_props("NVIDIA L4", (8, 9), 58))
+    with pytest.raises(ValueError, match="device must be an index"):
+        hardware.detect_profile(3)

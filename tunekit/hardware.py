@@ -435,7 +435,7 @@ def _from_properties(props: Any, device: int) -> GPUProfile:
         )
     reported = f"torch.cuda.get_device_properties({device}) on {props.name!r}"
     est = f"Estimate: {cc[0]}.{cc[1]} per-SM rate (tunekit.hardware._FLOP_PER_CLOCK) x SMs x boost clock"
-    clock_mhz = max(1, round(getattr(props, "clock_rate", 0) / 1000))  # clock_rate is in kHz
+    clock_mhz = round(getattr(props, "clock_rate", 0) / 1000)  # clock_rate is in kHz
     tensor_per_clk, fp32_per_clk = _FLOP_PER_CLOCK[cc]
     dtypes = ["float16", "bfloat16", "tfloat32"] + (["float8"] if cc >= (8, 9) else [])
     tflops = {
@@ -446,6 +446,12 @@ def _from_properties(props: Any, device: int) -> GPUProfile:
         tflops["float64"] = tflops["float16"] / 16
     # CUDA sample bandwidthTest: 2 (double data rate) x memory clock (kHz) x bus width (bytes).
     bandwidth = 2 * getattr(props, "memory_clock_rate", 0) * getattr(props, "memory_bus_width", 0) / 8 / 1e6
+    if clock_mhz <= 0 or bandwidth <= 0:
+        # Throughput estimates need both; a made-up number would silently skew every ranking.
+        raise RuntimeError(
+            f"GPU {props.name!r} matches no packaged profile and torch reports no clock rate or memory "
+            "clock/bus width for it; write a profile TOML by hand (see hardware_profiles/)"
+        )
     name = re.sub(r"[^a-z0-9]+", "-", props.name.lower().replace("nvidia", "")).strip("-") or "gpu"
     values: dict[str, Any] = {
         "name": f"detected-{name}",
@@ -474,7 +480,7 @@ def _from_properties(props: Any, device: int) -> GPUProfile:
         "shared_memory_allocation_unit": 128,
         "shared_memory_bandwidth_bytes_per_clock_per_sm": 128,
         "l2_bytes": props.L2_cache_size,
-        "memory_bandwidth_gbs": bandwidth or 1.0,
+        "memory_bandwidth_gbs": bandwidth,
         "tensor_tflops": MappingProxyType(tflops),
         "fp32_tflops": props.multi_processor_count * clock_mhz * fp32_per_clk / 1e6,
         "tensor_core_dtypes": tuple(dtypes),
