@@ -383,6 +383,8 @@ def profile_to_toml(profile: GPUProfile) -> str:
 # clock per SM (2 per FMA lane), back-computed from the datasheets of the packaged profiles:
 # A100 312 TF / (108 SMs x 1410 MHz) = 2048; A10 125 TF / (72 x 1695 MHz) = 1024; L4 121 TF / (58 x
 # 2040 MHz) = 1022; H100 SXM 989 TF / (132 x 1830 MHz) = 4096. fp32: 64 lanes on sm_80, 128 after.
+# GeForce boards run fp32-accumulated tensor math at half these rates (RTX 4090: 165 TF, not 330), so
+# an unlisted GeForce GPU's estimate is optimistic by 2x; its profile's sources say it is an estimate.
 _FLOP_PER_CLOCK = {(8, 0): (2048, 128), (8, 6): (1024, 256), (8, 9): (1024, 256), (9, 0): (4096, 256)}
 # PTX ISA, mma.sync shapes per input type: f16/bf16 m16n8k16 and m16n8k8; tf32 m16n8k8 and m16n8k4;
 # f64 m8n8k4 (sm_80+); e4m3/e5m2 m16n8k32 (sm_89+). FP64 tensor cores exist only on GA100/GH100.
