@@ -32,7 +32,6 @@ def get_cell(cell: str | Cell) -> Cell:
     """The cell declared under ``name`` (a Cell passes through); ValueError names the known cells."""
     if isinstance(cell, Cell):
         return cell
-    key = cell.lower() if isinstance(cell, str) else cell
-    if key not in CELLS:
-        raise ValueError(f"cell: got {cell!r}, expected one of {sorted(CELLS)}")
-    return CELLS[key]
+    if not isinstance(cell, str) or cell.lower() not in CELLS:
+        raise ValueError(f"cell: got {cell!r}, expected a Cell or one of {sorted(CELLS)}")
+    return CELLS[cell.lower()]

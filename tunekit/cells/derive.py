@@ -89,7 +89,21 @@ def forward_expressions(cell: Cell) -> dict[str, sympy.Expr]:
             )
         exprs[st] = expr
     # a no-gradient state is a constant for everyone else: detach each occurrence of its new value
-    detach = {exprs[st]: no_grad(exprs[st]) for st in cell.no_grad_states if not exprs[st].is_Atom}
+    for st in cell.no_grad_states:
+        value = exprs[st]
+        if isinstance(value, (sympy.Add, sympy.Mul, sympy.Pow)):
+            # SymPy merges sums, products and powers into the expressions that use them
+            # (exp(i - (a + b)) becomes exp(i - a - b)), so the occurrences could not be found again
+            raise ValueError(
+                f"cell {cell.name!r}: the new value of no-gradient state {st!r} is {value}; expected it "
+                f"wrapped as no_grad(...) inside step (SymPy merges a bare {type(value).__name__} into "
+                "the expressions that use it, and its gradient could not be cut there)"
+            )
+    detach = {
+        exprs[st]: no_grad(exprs[st])
+        for st in cell.no_grad_states
+        if not exprs[st].is_Atom and not isinstance(exprs[st], no_grad)
+    }
     for st in cell.states:
         if st in cell.no_grad_states:
             exprs[st] = no_grad(exprs[st]) if not isinstance(exprs[st], no_grad) else exprs[st]

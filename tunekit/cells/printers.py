@@ -2,9 +2,10 @@
 
 One small recursive printer per language over the few node kinds a cell uses (sums, products,
 quotients, integer and half powers, the functions of :mod:`tunekit.cells.spec`, selects and
-comparisons). Selects — including the derivatives of ``maximum`` — print as ``torch.where``,
-``tl.where`` or C ternaries. Helper functions a target lacks are provided as source in
-``TORCH_PRELUDE``, ``TRITON_PRELUDE`` (``@triton.jit``) and ``CUDA_PRELUDE`` (``__device__``).
+comparisons). Selects — including the derivatives of ``maximum`` and of SymPy's own
+``Max``/``Min``/``Abs`` (``Heaviside``, ``sign``) — print as ``torch.where``, ``tl.where`` or C
+ternaries. Helper functions a target lacks are provided as source in ``TORCH_PRELUDE``,
+``TRITON_PRELUDE`` (``@triton.jit``) and ``CUDA_PRELUDE`` (``__device__``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ TORCH_PRELUDE = '''\
 def _tk_maximum(a, b):
     """max(a, b); autograd sends a tie's gradient to a, as the derived backward does."""
     return torch.where(a >= b, a, b)
+
+
+def _tk_max(a, b):
+    """SymPy's Max(a, b): a tie's gradient is split in halves, as its derivative Heaviside(0) = 1/2."""
+    return torch.where(a > b, a, torch.where(a < b, b, (a + b) / 2))
+
+
+def _tk_min(a, b):
+    """SymPy's Min(a, b), a tie's gradient split in halves like _tk_max."""
+    return torch.where(a < b, a, torch.where(a > b, b, (a + b) / 2))
 '''
 
 TRITON_PRELUDE = """\
@@ -98,6 +109,10 @@ class _Printer:
         if isinstance(expr, at_least):
             a, b = (self._wrap(self._print(arg), _ADD) for arg in expr.args)
             return self.select(f"{a} >= {b}", self.number(1.0), self.number(0.0)), _ATOM
+        if isinstance(expr, (sympy.Max, sympy.Min)):
+            return self._lattice(expr), _ATOM
+        if isinstance(expr, (sympy.Heaviside, sympy.sign)):
+            return self._step(expr), _ATOM
         if isinstance(expr, sympy.Function) and type(expr) in self.functions:
             args = ", ".join(self(arg) for arg in expr.args)
             return self.functions[type(expr)].format(args), _ATOM
@@ -151,6 +166,23 @@ class _Printer:
             f"expression: cannot print the power {expr} as {self.lang}; expected integer or 1/2 exponents"
         )
 
+    def _lattice(self, expr: sympy.Max | sympy.Min) -> str:
+        """SymPy's n-ary Max/Min as nested two-argument calls."""
+        template = self.functions[sympy.Max if isinstance(expr, sympy.Max) else sympy.Min]
+        first, *rest = (self(arg) for arg in expr.args)
+        for other in rest:
+            first = template.format(f"{first}, {other}")
+        return first
+
+    def _step(self, expr: sympy.Heaviside | sympy.sign) -> str:
+        """Heaviside(x, h0) (the derivative of Max/Min) and sign(x) (of Abs) as selects on x."""
+        x = self._wrap(self._print(expr.args[0]), _ADD)
+        zero, one = self.number(0.0), self.number(1.0)
+        if isinstance(expr, sympy.sign):
+            return self.select(f"{x} > {zero}", one, self.select(f"{x} < {zero}", self.number(-1.0), zero))
+        at_zero = self(expr.args[1]) if len(expr.args) > 1 else self.number(0.5)
+        return self.select(f"{x} > {zero}", one, self.select(f"{x} == {zero}", at_zero, zero))
+
     def _piecewise(self, expr: sympy.Piecewise) -> str:
         *pieces, (last, last_condition) = expr.args
         if last_condition is not sympy.true:
@@ -170,6 +202,9 @@ class TorchPrinter(_Printer):
         sympy.exp: "torch.exp({})",
         sympy.log: "torch.log({})",
         maximum: "_tk_maximum({})",
+        sympy.Max: "_tk_max({})",
+        sympy.Min: "_tk_min({})",
+        sympy.Abs: "torch.abs({})",
         no_grad: "({}).detach()",
         _SQRT: "torch.sqrt({})",
     }
@@ -187,6 +222,9 @@ class TritonPrinter(_Printer):
         sympy.exp: "tl.exp({})",
         sympy.log: "tl.log({})",
         maximum: "tl.maximum({})",
+        sympy.Max: "tl.maximum({})",
+        sympy.Min: "tl.minimum({})",
+        sympy.Abs: "tl.abs({})",
         no_grad: "{}",
         _SQRT: "tl.sqrt({})",
     }
@@ -204,6 +242,9 @@ class CudaPrinter(_Printer):
         sympy.exp: "expf({})",
         sympy.log: "logf({})",
         maximum: "fmaxf({})",
+        sympy.Max: "fmaxf({})",
+        sympy.Min: "fminf({})",
+        sympy.Abs: "fabsf({})",
         no_grad: "{}",
         _SQRT: "sqrtf({})",
     }
