@@ -1,0 +1,126 @@
+"""Baselines of the solver benchmark: missing tools give results (never exceptions), the Kernel Tuner
+restrictions mean what they say, and small real calls when flashrnn / kernel_tuner are installed."""
+
+import dataclasses
+import importlib.util
+import sys
+
+import pytest
+
+from tunekit.bench import baselines as bl
+from tunekit.hardware import load_profile
+
+HAS_FLASHRNN = importlib.util.find_spec("flashrnn") is not None
+HAS_KERNEL_TUNER = importlib.util.find_spec("kernel_tuner") is not None
+SHAPE = ("lstm", 64, 1, 16, "bfloat16", "a100")
+
+
+def _satisfies(restrictions: list[str], config: dict[str, int]) -> list[str]:
+    """The restriction strings that ``config`` violates (evaluated as the Python they are)."""
+    return [r for r in restrictions if not eval(r, {}, dict(config))]  # noqa: S307 - our own strings
+
+
+@pytest.mark.parametrize(
+    ("module", "inner"), [("flashrnn", "autotune.constrint"), ("kernel_tuner", "searchspace")]
+)
+def test_missing_package_is_a_result_not_an_error(monkeypatch, module, inner):
+    for name in (module, f"{module}.{inner}"):
+        monkeypatch.setitem(sys.modules, name, None)  # every import of the package fails, as when missing
+    timer = bl.time_flashrnn if module == "flashrnn" else bl.time_kernel_tuner
+    res = timer(*SHAPE)
+    assert res.installed is False
+    assert res.note.startswith(f"not installed: pip install {module}")
+    assert (res.seconds, res.solutions_found, res.first_solution) == (0.0, 0, None)
+
+
+def test_unknown_gpu_is_a_result_not_an_error():
+    for timer in (bl.time_flashrnn, bl.time_kernel_tuner):
+        res = timer("lstm", 64, 1, 16, "bfloat16", "no-such-gpu")
+        assert res.solutions_found == 0 and res.first_solution is None
+        assert "unknown GPU" in res.note
+
+
+def test_limits_from_profile_and_mapping():
+    p = load_profile("a100")
+    lim = bl.gpu_limits("a100")
+    assert (lim.sm_count, lim.shared_memory_per_block_optin, lim.registers_per_sm) == (
+        p.sm_count,
+        p.shared_memory_per_block_optin,
+        p.registers_per_sm,
+    )
+    info = bl.flashrnn_gpu_info(
+        {
+            "sm_count": 7,
+            "shared_memory_per_block_optin": 9000,
+            "registers_per_sm": 4096,
+            "max_registers_per_thread": 255,
+            "max_threads_per_block": 512,
+        }
+    )
+    assert info == {
+        "maxThreadsPerBlock": 512,
+        "regsPerMultiprocessor": 4096,
+        "multiProcessorCount": 7,
+        "sharedMemPerBlockOptin": 9000,
+    }
+
+
+def test_kernel_tuner_restrictions_accept_and_reject_by_hand():
+    # LSTM D=64 bf16 B=16: rows = 4*64 = 256, cols = 64, batch padded to 16.
+    params, restrictions = bl.kernel_tuner_space(*SHAPE)
+    assert not any(name in r.split() for r in restrictions for name in ("rows", "cols", "bp", "n"))
+    ok = {
+        "block_size_x": 128,
+        "blocks_gate": 4,
+        "blocks_hidden": 1,
+        "blocks_batch": 1,
+        "head_groups": 1,
+        "warp_loop": 1,
+        "cached_tiles": 4,
+    }  # 4 warps x 1 tile x 16 rows = 256 / 4; smem 6144 B; 56 regs
+    assert all(ok[k] in params[k] for k in ok)
+    assert _satisfies(restrictions, ok) == []
+    assert len(_satisfies(restrictions, {**ok, "block_size_x": 256})) == 1  # 8 warps cover 128 rows, not 64
+    assert len(_satisfies(restrictions, {**ok, "cached_tiles": 5})) == 1  # a warp owns only 4 tiles
+    assert _satisfies(restrictions, {**ok, "blocks_gate": 3, "block_size_x": 32}) != []  # 256 % 48 != 0
+    # A GPU with 3 SMs cannot co-host the 4 blocks.
+    small = {**dataclasses.asdict(bl.gpu_limits("a100")), "sm_count": 3}
+    _, on_small = bl.kernel_tuner_space("lstm", 64, 1, 16, "bfloat16", small)
+    assert len(_satisfies(on_small, ok)) == 1
+
+
+@pytest.mark.skipif(not HAS_KERNEL_TUNER, reason="kernel_tuner not installed (pip install tunekit[bench])")
+def test_kernel_tuner_real_searchspace():
+    res = bl.time_kernel_tuner(*SHAPE)
+    assert res.installed and res.note == "", res.note
+    assert res.solutions_found > 0 and res.seconds > 0
+    _, restrictions = bl.kernel_tuner_space(*SHAPE)
+    assert _satisfies(restrictions, res.first_solution) == []
+    assert res.details["cartesian_size"] > res.solutions_found
+
+
+@pytest.mark.skipif(not HAS_FLASHRNN, reason="flashrnn not installed (pip install tunekit[bench])")
+def test_flashrnn_gru_has_no_fused_kernel():
+    res = bl.time_flashrnn("gru", 64, 1, 16, "bfloat16", "a100")
+    assert res.installed and res.solutions_found == 0
+    assert "no fused kernel for gru" in res.note
+    assert res.details["gpu_info_passed"] == bl.flashrnn_gpu_info("a100")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_FLASHRNN, reason="flashrnn not installed (pip install tunekit[bench])")
+def test_flashrnn_real_solve_and_timeout():
+    res = bl.time_flashrnn("elman", 64, 1, 16, "bfloat16", "a100", timeout_s=120)
+    assert res.installed and res.note == "", res.note
+    assert res.solutions_found == 1 and res.seconds > 0
+    assert res.first_solution["FLASHRNN_HIDDEN_DIM"] == 64
+    # FlashRNN's forward tiling must cover the head dim it solved for (its own constraint, checked back).
+    sol = res.first_solution
+    hidden = (
+        sol["FLASHRNN_FORWARD_RECURRENT_TILING_COUNT_HIDDEN"]
+        * sol["FLASHRNN_FORWARD_WARP_TILING_COUNT_HIDDEN"]
+        * sol["FLASHRNN_FORWARD_WARP_TILING_DIM_HIDDEN"]
+    )
+    assert 64 % hidden == 0
+    slow = bl.time_flashrnn("lstm", 768, 1, 16, "bfloat16", "a100", timeout_s=0.5)
+    assert slow.installed and slow.solutions_found == 0 and slow.note.startswith("timeout")
