@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from tunekit.cli import main
+from tunekit.files import write_atomic
 from tunekit.hardware import GPUProfile, list_profiles, load_profile, profile_to_toml
 
 # Exit codes: 2 is click's own code for a usage error (an unknown GPU name is one); 1 means the
@@ -128,19 +127,6 @@ def _print_profile(profile: GPUProfile) -> None:
     Console(width=max(160, Console().width)).print(table)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @hw.command("detect")
 @click.option("--device", default=0, show_default=True, type=click.IntRange(min=0), help="CUDA device index.")
 @click.option(
@@ -165,7 +151,7 @@ def detect_command(device: int, out: Path | None) -> None:
     )
     click.echo(f"Detected {profile.display_name}: {profile.name} ({origin}).")
     if out is not None:
-        _write_atomically(out, profile_to_toml(profile))
+        write_atomic(out, profile_to_toml(profile))
         click.echo(f"Wrote {out}")
     else:
         _print_profile(profile)

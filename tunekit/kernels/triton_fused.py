@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
+from tunekit.files import write_atomic
 
 # used when config=None and the tuner cannot be imported; DESIGN §4.1's smallest tl.dot batch tile
 DEFAULT_CONFIG: dict[str, int] = {"block_b": 16, "num_warps": 4, "num_stages": 1}
@@ -111,25 +112,13 @@ def cache_dir() -> Path:
     return path
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and os.replace, so concurrent processes never read half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
     """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", stem)
     path = cache_dir() / f"{stem}-{digest}.py"
     if not path.exists() or path.read_text(encoding="utf-8") != source:
-        _write_atomic(path, source)
+        write_atomic(path, source)
     module_name = f"tunekit_generated.{safe}_{digest}_{'interp' if interpret else 'jit'}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
