@@ -1,0 +1,188 @@
+"""The printed Triton and CUDA code of every cell is real code that computes the step.
+
+Specs: PyTorch and Triton assignments parse as Python; inside a tiny ``@triton.jit`` kernel, run by
+Triton's interpreter, the printed forward and backward equal the PyTorch step in float64; the CUDA
+forward and backward of each cell compile with nvcc for sm_80 in float (no double-precision math);
+derivatives of max-like functions print as selects; what a printer cannot print is a ValueError.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+import sympy
+import torch
+import triton  # conftest.py has set TRITON_INTERPRET=1 before this import
+from cellcases import ALL_CELLS, CELL_IDS, incoming_grads, step_inputs
+
+from tunekit.cells import Cell, get_cell
+from tunekit.cells.derive import backward_inputs, backward_outputs, forward_inputs, forward_outputs
+from tunekit.cells.printers import CUDA_PRELUDE, PRINTERS, TORCH_PRELUDE, TRITON_PRELUDE, printed_code
+from tunekit.reference import backward_step, forward_step
+
+SIZE, BLOCK = 301, 64  # 301 elements in blocks of 64: the last block is masked
+
+DIRECTIONS = {
+    # direction -> (names the program reads, names it assigns)
+    "forward": (forward_inputs, forward_outputs),
+    "backward": (backward_inputs, backward_outputs),
+}
+
+
+@pytest.mark.parametrize("lang", ["torch", "triton"])
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
+def test_python_targets_parse(cell: Cell, lang: str):
+    for prelude in (TORCH_PRELUDE, TRITON_PRELUDE):
+        ast.parse(prelude)
+    for direction in DIRECTIONS:
+        for target, expr in printed_code(cell, direction, lang):
+            tree = ast.parse(f"{target} = {expr}")
+            assert isinstance(tree.body[0], ast.Assign), (direction, target)
+
+
+def triton_step_source(cell: Cell, direction: str) -> str:
+    """A module with one kernel: load each input row, run the printed assignments, store each output."""
+    inputs, outputs = (names(cell) for names in DIRECTIONS[direction])
+    code = printed_code(cell, direction, "triton")
+    lines = [
+        "import triton",
+        "import triton.language as tl",
+        "",
+        TRITON_PRELUDE,
+        "",
+        "@triton.jit",
+        "def step_kernel(inp, out, n, BLOCK: tl.constexpr):",
+        "    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+        "    mask = offs < n",
+        *(
+            f"    {name} = tl.load(inp + {k} * n + offs, mask=mask, other=1.0)"
+            for k, name in enumerate(inputs)
+        ),
+        *(f"    {target} = {expr}" for target, expr in code),
+        # an output that is a constant (the sLSTM's ds_y = 0.0) is broadcast to the block
+        *(
+            f"    tl.store(out + {k} * n + offs, {name} + tl.zeros([BLOCK], tl.float32), mask=mask)"
+            for k, name in enumerate(outputs)
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def load_module(path: Path, source: str):
+    path.write_text(source)  # @triton.jit reads the kernel's source from its file
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
+def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, direction, tmp_path):
+    module = load_module(tmp_path / f"tk_{cell.name}_{direction}.py", triton_step_source(cell, direction))
+    values = step_inputs(cell, SIZE, torch.float64)
+    if direction == "backward":
+        values |= incoming_grads(cell, SIZE, torch.float64)
+        reference = backward_step(cell)
+    else:
+        reference = forward_step(cell)
+    inputs, outputs = (names(cell) for names in DIRECTIONS[direction])
+    packed = torch.stack([values[name] for name in inputs]).float()  # what the kernel sees
+    result = torch.empty(len(outputs), SIZE, dtype=torch.float32)
+    module.step_kernel[(triton.cdiv(SIZE, BLOCK),)](packed, result, SIZE, BLOCK=BLOCK)
+
+    # the float64 reference runs on the same float32-rounded inputs
+    expected = reference(**{name: packed[k].double() for k, name in enumerate(inputs)})
+    for k, (name, value) in enumerate(zip(outputs, expected, strict=True)):
+        value = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), (SIZE,))
+        torch.testing.assert_close(
+            result[k].double(), value, rtol=2e-5, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}"
+        )
+
+
+def cuda_step_kernel(cell: Cell, direction: str) -> str:
+    """A __global__ function reading each input row and writing each output row, in float."""
+    inputs, outputs = (names(cell) for names in DIRECTIONS[direction])
+    body = [f"  const float {name} = in[{k} * n + e];" for k, name in enumerate(inputs)]
+    body += [f"  const float {target} = {expr};" for target, expr in printed_code(cell, direction, "cuda")]
+    body += [f"  out[{k} * n + e] = {name};" for k, name in enumerate(outputs)]
+    return "\n".join(
+        [
+            f'extern "C" __global__ void {cell.name}_{direction}(const float* __restrict__ in, '
+            "float* __restrict__ out, int n) {",
+            "  const int e = blockIdx.x * blockDim.x + threadIdx.x;",
+            "  if (e >= n) return;",
+            *body,
+            "}",
+        ]
+    )
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
+def test_cuda_code_compiles_with_nvcc_in_float(cell: Cell, nvcc: str, tmp_path: Path):
+    source = tmp_path / f"{cell.name}.cu"
+    source.write_text(
+        "\n\n".join([CUDA_PRELUDE, cuda_step_kernel(cell, "forward"), cuda_step_kernel(cell, "backward")])
+    )
+    done = subprocess.run(
+        [nvcc, "-arch=sm_80", "-c", str(source), "-o", str(tmp_path / f"{cell.name}.o"),
+         "-Xptxas", "--warn-on-double-precision-use"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # every literal is a float (1.0f): a bare 1.0 would drag the math to fp64 and ptxas would say so
+    assert "double precision" not in done.stderr, done.stderr
+    assert (tmp_path / f"{cell.name}.o").stat().st_size > 0
+
+
+@pytest.mark.parametrize("lang", ["triton", "cuda"])
+def test_max_derivatives_print_as_selects(lang: str):
+    """The sLSTM's maximum and SymPy's Max/Abs differentiate to step functions: selects, never symbols."""
+    backward = "\n".join(expr for _, expr in get_cell("slstm").backward_code(lang))
+    a, b = sympy.symbols("a b", real=True)
+    derivatives = [PRINTERS[lang](e) for e in (sympy.Max(a, b).diff(a), sympy.Abs(a - b).diff(a))]
+    for text in [backward, *derivatives]:
+        for symbolic in ("Heaviside", "Piecewise", "Max(", "sign(", "at_least", "ITE"):
+            assert symbolic not in text
+    select = "tl.where(" if lang == "triton" else " ? "
+    assert select in backward and all(select in d for d in derivatives)
+    # SymPy's Heaviside(0) = 1/2 (a tie splits the gradient) survives the printing
+    assert ("0.5f" if lang == "cuda" else "0.5") in derivatives[0]
+
+
+def test_tied_max_in_torch_splits_the_gradient_like_its_printed_derivative():
+    a, b = sympy.symbols("a b", real=True)
+    namespace = {"torch": torch}
+    exec(TORCH_PRELUDE, namespace)
+    x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64)
+    out = eval(PRINTERS["torch"](sympy.Max(a, b)), namespace | {"a": x, "b": y})
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    derivative = eval(PRINTERS["torch"](sympy.Max(a, b).diff(a)), namespace | {"a": x, "b": y})
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(torch.as_tensor(derivative, dtype=torch.float64), grad)
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        (sympy.sin(sympy.Symbol("x", real=True)), r"cannot print sin \(sin\(x\)\) as cuda"),
+        (sympy.Symbol("x", real=True) ** sympy.Symbol("p", real=True), r"cannot print the power x\*\*p"),
+        (sympy.Piecewise((1, sympy.Symbol("x", real=True) > 0)), r"where\(\) needs an 'otherwise' branch"),
+    ],
+    ids=["sin", "symbolic-power", "piecewise-without-otherwise"],
+)
+def test_unprintable_expressions_are_a_clear_error(expr, message):
+    with pytest.raises(ValueError, match=message):
+        PRINTERS["cuda"](expr)
+
+
+def test_printed_code_rejects_unknown_language_and_direction():
+    with pytest.raises(ValueError, match=r"lang: got 'cpp', expected one of \['torch', 'triton', 'cuda'\]"):
+        printed_code(get_cell("lstm"), "forward", "cpp")
+    with pytest.raises(ValueError, match=r"direction: got 'sideways', expected 'forward' or 'backward'"):
+        printed_code(get_cell("lstm"), "sideways", "torch")
