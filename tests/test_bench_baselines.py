@@ -110,10 +110,10 @@ def test_flashrnn_gru_has_no_fused_kernel():
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_FLASHRNN, reason="flashrnn not installed (pip install tunekit[bench])")
 def test_flashrnn_real_solve_and_timeout():
-    res = bl.time_flashrnn("elman", 64, 1, 16, "bfloat16", "a100", timeout_s=120)
+    res = bl.time_flashrnn("elman", 32, 1, 8, "bfloat16", "a100", timeout_s=300)  # ~10 s on a busy CPU
     assert res.installed and res.note == "", res.note
     assert res.solutions_found == 1 and res.seconds > 0
-    assert res.first_solution["FLASHRNN_HIDDEN_DIM"] == 64
+    assert res.first_solution["FLASHRNN_HIDDEN_DIM"] == 32
     # FlashRNN's forward tiling must cover the head dim it solved for (its own constraint, checked back).
     sol = res.first_solution
     hidden = (
@@ -121,6 +121,6 @@ def test_flashrnn_real_solve_and_timeout():
         * sol["FLASHRNN_FORWARD_WARP_TILING_COUNT_HIDDEN"]
         * sol["FLASHRNN_FORWARD_WARP_TILING_DIM_HIDDEN"]
     )
-    assert 64 % hidden == 0
+    assert 32 % hidden == 0
     slow = bl.time_flashrnn("lstm", 768, 1, 16, "bfloat16", "a100", timeout_s=0.5)
     assert slow.installed and slow.solutions_found == 0 and slow.note.startswith("timeout")

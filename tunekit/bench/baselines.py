@@ -322,12 +322,15 @@ def time_kernel_tuner(
 ) -> BaselineResult:
     """Time Kernel Tuner's ``Searchspace`` construction for :func:`kernel_tuner_space` on ``gpu``."""
     try:
+        lim = gpu_limits(gpu)
+    except Exception as err:
+        return _failed("kernel_tuner", err, {})
+    try:
         searchspace = importlib.import_module("kernel_tuner.searchspace")
     except ImportError as err:
         return _missing("kernel_tuner", "kernel_tuner", err)
     details: dict[str, Any] = {"version": _version("kernel_tuner")}
     try:
-        lim = gpu_limits(gpu)
         tune_params, restrictions = kernel_tuner_space(cell, head_dim, heads, batch, dtype, lim)
         product = 1
         for values in tune_params.values():
@@ -347,24 +350,30 @@ def time_kernel_tuner(
 
 
 def _time_tunekit(cell: str, head_dim: int, heads: int, batch: int, dtype: str, gpu: Any) -> dict[str, Any]:
-    """Wall time of ``tunekit.tuning.tune`` for the cuda-fused family, when that module exists."""
+    """Wall time of ``tunekit.tuning.tune`` (cuda-fused family, else "auto"), when that module exists."""
     try:
         from tunekit.problem import Problem
-        from tunekit.tuning import tune
+        from tunekit.tuning import NoFeasibleConfig, tune
     except ImportError as err:
-        return {"available": False, "note": f"tunekit.tuning not importable: {err}"}
+        return {"available": False, "seconds": None, "note": f"tunekit.tuning not importable: {err}"}
     problem = Problem(cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
-    start = time.perf_counter()
-    try:
-        res = tune(problem, gpu, backend="cuda-fused")
-    except ValueError as err:  # NoFeasibleConfig is a ValueError; so is a family that does not exist yet
+    note = ""
+    for backend in ("cuda-fused", "auto"):
+        start = time.perf_counter()
+        try:
+            res = tune(problem, gpu, backend=backend)
+        except NoFeasibleConfig as err:
+            seconds = time.perf_counter() - start
+            out = {"seconds": seconds, "feasible": 0, "config": None, "note": str(err)[:300]}
+            return {"available": True, "backend": backend, **out}
+        except Exception as err:  # e.g. a family that is not written yet: try the next backend
+            note += f"{backend}: {type(err).__name__}: {str(err)[:200]}; "
+            continue
         seconds = time.perf_counter() - start
-        return {"available": True, "seconds": seconds, "feasible": 0, "config": None, "note": str(err)[:300]}
-    except Exception as err:
-        return {"available": True, "seconds": None, "note": f"{type(err).__name__}: {err}"[:300]}
-    seconds = time.perf_counter() - start
-    count = int(res.feasible_count.get("total", sum(res.feasible_count.values())))
-    return {"available": True, "seconds": seconds, "feasible": count, "config": res.config.name, "note": ""}
+        count = int(res.feasible_count.get("total", sum(res.feasible_count.values())))
+        out = {"seconds": seconds, "feasible": count, "config": res.config.name, "note": note}
+        return {"available": True, "backend": backend, **out}
+    return {"available": True, "seconds": None, "note": note}
 
 
 def _cached_flashrnn(rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[str, Any] | None:
