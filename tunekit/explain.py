@@ -12,24 +12,24 @@ smaller dtype, forward-only, a smaller batch, and the other kernel families for 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tunekit.constraints import FAMILIES, build_space
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import DTYPE_BYTES, MAX_HEAD_DIM, Problem
-from tunekit.solvers import Compare, Max, Model, NamedConstraint, solve, top_k
+from tunekit.solvers import Compare, Max, Model, NamedConstraint, ceil_div, solve, top_k
 from tunekit.solvers import explain as conflicting_constraints
 
 __all__ = ["Alternative", "Conflict", "Explanation", "explain", "explain_space", "is_feasible"]
 
 # Head dims are probed on this grid: tensor-core tiles and Triton's tl.dot both work in 16s.
 HEAD_DIM_STEP = 16
-# Probing: this many nearest grid points one by one, then a geometric stride (x1.5) further out,
-# then a bisection back towards the problem once a feasible one is found.
-_LINEAR_PROBES = 6
-_MAX_HEAD_DIM_UP = 4  # probe upwards to at most 4x the problem's head dim
+# Ratios of a need to a variable capacity are compared in 1/1024ths.
+_RATIO_SCALE = 1024
+# At most this many disjoint conflicting sets are reported (each found after lifting the previous).
+MAX_CONFLICT_SETS = 3
 # Smaller dtypes to try, preferred first (bfloat16 keeps float32's exponent range).
 SMALLER_DTYPES = {"float32": ("bfloat16", "float16")}
 
@@ -44,10 +44,12 @@ class Conflict:
     used: int | None  # lhs and rhs of the constraint at the closest configuration (None: no sides)
     limit: int | None
     unit: str
-    closest: Mapping[str, int]  # values of the variables the conflicting set uses
+    closest: Mapping[str, int]  # the configuration that comes closest
+    group: int = 1  # which conflicting set: 1 conflicts as the model stands, 2 once 1 is lifted, ...
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
+            "group": self.group,
             "name": self.name,
             "why": self.why,
             "text": self.text,
@@ -97,11 +99,15 @@ class Explanation:
         if self.feasible:
             lines = [f"{head}: feasible, nothing conflicts."]
         else:
-            lines = [f"{head}: no feasible configuration. These constraints conflict:"]
-            for c in self.conflicts:
-                lines.append(f"  - {c.text}")
-                if c.why:
-                    lines.append(f"      ({c.why})")
+            lines = [f"{head}: no feasible configuration."]
+            for group in sorted({c.group for c in self.conflicts}):
+                lifted = "1" if group == 2 else f"1-{group - 1}"
+                lift = "" if group == 1 else f"; left when conflict {lifted} is lifted"
+                lines.append(f"Conflict {group} (these constraints cannot all hold{lift}):")
+                for c in self.conflicts:
+                    if c.group == group:
+                        lines.append(f"  - {c.text}")
+                        lines += [f"      ({c.why})"] if c.why else []
         if self.alternatives:
             lines.append("Nearest alternatives that are feasible:")
             lines += [f"  - {a.text}" for a in self.alternatives]
@@ -128,7 +134,7 @@ def _check_family(family: object) -> str:
 
 def is_feasible(problem: Problem, gpu: GPUProfile, family: str) -> bool:
     """True when ``family`` has at least one feasible configuration for ``problem`` on ``gpu``."""
-    return solve(build_space(family, problem, gpu).model) is not None
+    return solve(_copy(build_space(family, problem, gpu).model)) is not None
 
 
 def explain(problem: Problem, gpu: str | GPUProfile, family: str) -> Explanation:
@@ -140,52 +146,86 @@ def explain(problem: Problem, gpu: str | GPUProfile, family: str) -> Explanation
 
 def explain_space(space: Any) -> Explanation:
     """Like :func:`explain`, for a space already built (what ``tune`` has at hand)."""
-    names = conflicting_constraints(space.model)
-    conflicts = tuple(_conflict(space, name, names) for name in names)
+    sets = _conflict_sets(space.model)
+    flagged = {name for names in sets for name in names}
+    conflicts = tuple(
+        _conflict(space, name, names, flagged, group) for group, names in enumerate(sets, 1) for name in names
+    )
     return Explanation(
         problem=space.problem,
         gpu=space.gpu,
         family=space.family,
-        feasible=not names,
+        feasible=not sets,
         conflicts=conflicts,
-        alternatives=tuple(_alternatives(space.problem, space.gpu, space.family, feasible=not names)),
+        alternatives=tuple(_alternatives(space.problem, space.gpu, space.family, feasible=not sets)),
     )
+
+
+def _conflict_sets(model: Model) -> list[list[str]]:
+    """Disjoint irreducible conflicting sets: the solver's, then the next once it is lifted, ..."""
+    sets: list[list[str]] = []
+    lifted: set[str] = set()
+    while len(sets) < MAX_CONFLICT_SETS:
+        names = conflicting_constraints(_copy(model, [c for c in model.constraints if c.name not in lifted]))
+        if not names:
+            break
+        sets.append(names)
+        lifted.update(names)
+    return sets
 
 
 # ---- the closest any configuration gets to one conflicting constraint ------------------------------
 
 
-def _submodel(model: Model, constraint: NamedConstraint, others: list[NamedConstraint]) -> Model:
-    """The variables the constraints use (with their domains) and the other constraints."""
-    used: dict[str, None] = {}
-    for nc in [constraint, *others]:
-        used.update(dict.fromkeys(nc.constraint.variables()))
-    sub = Model(f"{model.name}:{constraint.name}")
+def _copy(
+    model: Model, keep: list[NamedConstraint] | None = None, variables: set[str] | None = None
+) -> Model:
+    """``model``'s variables (or only ``variables``) and ``keep`` constraints (default: all), without
+    the objective: a solve then stops at the first solution."""
+    copy = Model(model.name)
     for var in model.variables:
-        if var.name in used:
-            sub.int_var(var.name, var.domain)
-    for nc in others:
-        sub.add(nc.name, nc.constraint, nc.why)
-    return sub
+        if variables is None or var.name in variables:
+            copy.int_var(var.name, var.domain)
+    for nc in model.constraints if keep is None else keep:
+        copy.add(nc.name, nc.constraint, nc.why)
+    return copy
 
 
-def _closest(model: Model, nc: NamedConstraint, others: list[NamedConstraint]) -> dict[str, int] | None:
-    """The assignment meeting ``others`` that minimizes the gap between ``nc``'s sides (None: none)."""
-    sub = _submodel(model, nc, others)
-    c = nc.constraint
-    if isinstance(c, Compare) and sub.variables:
-        gap = {
-            "<=": c.lhs - c.rhs,
-            "<": c.lhs - c.rhs,
-            ">=": c.rhs - c.lhs,
-            ">": c.rhs - c.lhs,
-            "==": Max(c.lhs - c.rhs, c.rhs - c.lhs),
-        }.get(c.op)
-        if gap is not None:
+def _gap(c: Compare) -> Any:
+    """How far ``c`` is from holding, as an expression to minimize (None for ``!=``).
+
+    ``need <= cap``: need - cap when the cap is a constant; with a variable cap (a grid against
+    SMs x blocks per SM), the ratio need/cap in 1/1024ths, so "2x too many" beats "1,000 too many".
+    """
+    if c.op == "==":
+        return Max(c.lhs - c.rhs, c.rhs - c.lhs)
+    if c.op not in ("<=", "<", ">=", ">"):
+        return None
+    need, cap = (c.lhs, c.rhs) if c.op in ("<=", "<") else (c.rhs, c.lhs)
+    return need - cap if not cap.variables() else ceil_div(need * _RATIO_SCALE, Max(1, cap))
+
+
+def _closest(
+    model: Model, nc: NamedConstraint, others: list[NamedConstraint], flagged: set[str]
+) -> dict[str, int] | None:
+    """The assignment closest to satisfying ``nc`` while meeting, in order of preference: every
+    constraint outside the conflicting sets plus the rest of its own set ``others``; every
+    constraint outside the conflicting sets; ``others`` alone. None when none of these is feasible."""
+    clean = [c for c in model.constraints if c.name not in flagged]
+    used: set[str] = set(nc.constraint.variables())
+    for c in others:
+        used.update(c.constraint.variables())
+    gap = _gap(nc.constraint) if isinstance(nc.constraint, Compare) else None
+    for sub in (_copy(model, clean + others), _copy(model, clean), _copy(model, others, used)):
+        if gap is not None and sub.variables:
             sub.minimize(gap)
             found = top_k(sub, 1)
-            return found[0] if found else None
-    return solve(sub) if sub.variables else {}
+        else:
+            one = solve(sub)
+            found = [one] if one is not None else []
+        if found:
+            return found[0]
+    return None
 
 
 def _full(model: Model, partial: Mapping[str, int]) -> dict[str, int]:
@@ -197,21 +237,14 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _conflict(space: Any, name: str, names: list[str]) -> Conflict:
+def _conflict(space: Any, name: str, names: list[str], flagged: set[str], group: int) -> Conflict:
     model = space.model
     nc = model.constraint(name)
     others = [model.constraint(n) for n in names if n != name]
-    closest = _closest(model, nc, others)
+    closest = _closest(model, nc, others, flagged)
     if closest is None:  # the others alone are infeasible: cannot happen for an irreducible set
-        return Conflict(
-            name,
-            nc.why,
-            f"{_label(name)}: conflicts with {', '.join(n.name for n in others)}",
-            None,
-            None,
-            "",
-            {},
-        )
+        text = f"{_label(name)}: conflicts with {', '.join(n.name for n in others)}"
+        return Conflict(name, nc.why, text, None, None, "", {}, group)
     full = _full(model, closest)
     unit = next((u for n, _, _, u in space.limits(full) if n == name), "")
     sides = nc.constraint.sides(full)
@@ -219,12 +252,16 @@ def _conflict(space: Any, name: str, names: list[str]) -> Conflict:
         text = f"{_label(name)}: cannot hold" + (
             f" together with {', '.join(n.name for n in others)}" if others else ""
         )
-        return Conflict(name, nc.why, text, None, None, unit, closest)
+        return Conflict(name, nc.why, text, None, None, unit, closest, group)
     lhs, rhs = sides
     op = nc.constraint.op if isinstance(nc.constraint, Compare) else "divides"
     u = f" {unit}" if unit else ""
     where = ", ".join(f"{k}={v}" for k, v in closest.items())
-    if op in ("<=", "<"):
+    if op in ("<=", "<") and rhs <= 0:
+        core = (
+            f"at least {lhs:,}{u} needed, but the limit is {rhs:,}{u} on {space.gpu.name} (not even one fits)"
+        )
+    elif op in ("<=", "<"):
         core = f"at least {lhs:,}{u} needed > {rhs:,}{u} limit on {space.gpu.name}"
     elif op in (">=", ">"):
         core = f"at most {lhs:,}{u} reachable < {rhs:,}{u} required on {space.gpu.name}"
@@ -233,34 +270,37 @@ def _conflict(space: Any, name: str, names: list[str]) -> Conflict:
     else:
         core = f"closest is {lhs:,}{u} {'==' if op == '!=' else 'vs'} {rhs:,}{u} ({op} required)"
     text = f"{_label(name)}: {core}" + (f" (closest: {where})" if where else "")
-    return Conflict(name, nc.why, text, lhs, rhs, unit, closest)
+    return Conflict(name, nc.why, text, lhs, rhs, unit, closest, group)
 
 
 # ---- nearest feasible alternatives -----------------------------------------------------------------
 
 
-def _probe_order(values: list[int]) -> Iterator[int]:
-    """Indices into ``values`` (nearest first): a few one by one, then a geometric stride."""
-    i, last = 0, -1
-    while i < len(values):
-        yield i
-        i, last = (i + 1 if i < _LINEAR_PROBES else int(i * 1.5)), i
-    if last != len(values) - 1:
-        yield len(values) - 1  # the far end, so a feasible value is never missed between strides
+def _nearest(values: list[int], ok: Callable[[int], bool]) -> int | None:
+    """The value nearest the front of ``values`` that ``ok`` accepts, in O(log n) probes.
+
+    The models are built so that feasibility is monotone along these lists (resources grow with
+    head dim and batch): if the far end fails, nothing does; otherwise a galloping search from the
+    front (indices 0, 1, 3, 7, ...) brackets the boundary and a bisection finds it.
+    """
+    if not values or not ok(values[-1]):
+        return None
+    bad, i = -1, 0
+    while not ok(values[i]):
+        bad, i = i, min(2 * i + 1, len(values) - 1)
+    good = i
+    while good - bad > 1:
+        mid = (bad + good) // 2
+        bad, good = (bad, mid) if ok(values[mid]) else (mid, good)
+    return values[good]
 
 
-def _nearest(values: list[int], ok: Any) -> int | None:
-    """The value nearest the front of ``values`` found feasible by ``ok`` (probing, then bisecting)."""
-    last_bad = -1
-    for i in _probe_order(values):
-        if ok(values[i]):
-            lo, hi = last_bad, i  # values[lo] infeasible (or none), values[hi] feasible
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if ok(values[mid]) else (mid, hi)
-            return values[hi]
-        last_bad = i
-    return None
+def _above(d: int) -> list[int]:
+    """Head dims above ``d`` worth a probe: the next grid points and ``d`` rounded up to coarser tiles."""
+    step = HEAD_DIM_STEP
+    near = [(d // step + k) * step for k in range(1, 4)]
+    coarse = [-(-(d + 1) // t) * t for t in (64, 128, 256, 512)] + [1 << d.bit_length()]
+    return sorted(v for v in set(near + coarse) if d < v <= MAX_HEAD_DIM)
 
 
 def _alternatives(problem: Problem, gpu: GPUProfile, family: str, feasible: bool) -> Iterator[Alternative]:
@@ -270,9 +310,12 @@ def _alternatives(problem: Problem, gpu: GPUProfile, family: str, feasible: bool
     if not feasible:
         d, step = problem.head_dim, HEAD_DIM_STEP
         below = list(range((d - 1) // step * step, 0, -step))
-        above = list(range((d // step + 1) * step, min(MAX_HEAD_DIM, _MAX_HEAD_DIM_UP * d) + 1, step))
+        above = _above(d)
         for side, values in (("below", below), ("above", above)):
-            found = _nearest(values, lambda v: fits(dataclasses.replace(problem, head_dim=v)))
+            if side == "below":
+                found = _nearest(values, lambda v: fits(dataclasses.replace(problem, head_dim=v)))
+            else:  # no monotony to lean on upwards: the first of a few probes that fits
+                found = next((v for v in values if fits(dataclasses.replace(problem, head_dim=v))), None)
             if found is not None:
                 yield Alternative(
                     "head_dim",
@@ -289,11 +332,13 @@ def _alternatives(problem: Problem, gpu: GPUProfile, family: str, feasible: bool
             p = dataclasses.replace(problem, direction="forward")
             if fits(p):
                 yield Alternative("direction", family, p, f"forward only (inference) with {family}")
-        batches = [b for b in (problem.batch // 2**k for k in range(1, 64)) if b >= 1]
-        found = _nearest(batches, lambda b: fits(dataclasses.replace(problem, batch=b)))
-        if found is not None:
-            p = dataclasses.replace(problem, batch=found)
-            yield Alternative("batch", family, p, f"batch {found} (largest feasible power-of-two fraction)")
+        for field, label in (("batch", "batch"), ("heads", "heads")):
+            value = getattr(problem, field)
+            halves = [v for v in (value >> k for k in range(1, value.bit_length())) if v >= 1]
+            found = _nearest(halves, lambda v, f=field: fits(dataclasses.replace(problem, **{f: v})))
+            if found is not None:
+                p = dataclasses.replace(problem, **{field: found})
+                yield Alternative(field, family, p, f"{label} {found} (largest feasible halving of {value})")
     for other in FAMILIES:
         if other != family and fits(problem, other):
             yield Alternative("backend", other, problem, f"backend {other} for this exact problem")
