@@ -124,3 +124,19 @@ def test_flashrnn_real_solve_and_timeout():
     assert 32 % hidden == 0
     slow = bl.time_flashrnn("lstm", 768, 1, 16, "bfloat16", "a100", timeout_s=0.5)
     assert slow.installed and slow.solutions_found == 0 and slow.note.startswith("timeout")
+
+
+@pytest.mark.slow  # ~15 s with flashrnn and kernel_tuner installed (imports, two runs); ~1 s without
+def test_runner_writes_json_and_markdown_and_keeps_notes(tmp_path):
+    # GRU: FlashRNN has no fused kernel for it, so even with flashrnn installed this runs in seconds.
+    out = str(tmp_path / "baselines")
+    report = bl.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
+    (row,) = report["rows"]
+    assert (row["head_dim"], row["cell"], row["gpu"]) == (32, "gru", bl.gpu_limits("a100").name)
+    assert row["flashrnn"]["solutions_found"] == 0 and row["flashrnn_cached"] is False
+    md = (tmp_path / "baselines.md").read_text()
+    assert "| 32 |" in md and "a100" in md
+    (tmp_path / "baselines.md").write_text(md + f"\n{bl._NOTES}\nour reading\n")
+    again = bl.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
+    assert again["rows"][0]["flashrnn_cached"] is HAS_FLASHRNN  # a real FlashRNN result is reused
+    assert (tmp_path / "baselines.md").read_text().endswith(f"{bl._NOTES}\nour reading\n")

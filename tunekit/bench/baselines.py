@@ -190,6 +190,7 @@ def _flashrnn_solve(cell: str, head_dim: int, heads: int, batch: int, dtype: str
     details: dict[str, Any] = {"version": _version("flashrnn"), "gpu": gpu.name, "gpu_info_passed": info}
     try:
         config, text, refinements = _flashrnn_problem(cell, head_dim, heads, batch, dtype, info)
+        details["flashrnn_batch_size"] = config.batch_size  # FlashRNN sets 16 for float32 cuda_fused
         if text is None:
             note = (
                 f"FlashRNN has no fused kernel for {cell}: its config switches to backend {config.backend!r}"
@@ -459,9 +460,26 @@ def run(
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(path_json, "w") as fh:
         json.dump(report, fh, indent=1, default=str)
+    notes = ""  # hand-written reading of the figures, kept across runs below the marker
+    if os.path.exists(f"{out}.md"):
+        with open(f"{out}.md") as fh:
+            text = fh.read()
+        notes = text[text.index(_NOTES) :] if _NOTES in text else ""
     with open(f"{out}.md", "w") as fh:
-        fh.write(_markdown(report))
+        fh.write(_markdown(report) + ("\n" + notes if notes else ""))
     return report
+
+
+_NOTES = "<!-- notes: kept by the runner -->"
+
+
+def _blocks(sol: Mapping[str, int] | None, part: str) -> int | str:
+    """Blocks of FlashRNN's forward/backward grid: its NUM_BLOCKS product (gate x hidden x batch x heads)."""
+    if not sol:
+        return "—"
+    p = f"FLASHRNN_{part}_"
+    names = ("RECURRENT_TILING_COUNT_GATE", "RECURRENT_TILING_COUNT_HIDDEN", "BLOCK_TILING_COUNT_BATCH")
+    return sol[p + "MULTIHEAD_TILING_COUNT"] * sol[p + names[0]] * sol[p + names[1]] * sol[p + names[2]]
 
 
 def _short(sol: Mapping[str, int] | None, prefix: str = "FLASHRNN_FORWARD_") -> str:
@@ -488,9 +506,9 @@ def _markdown(report: dict[str, Any]) -> str:
         "Kernel Tuner's `Searchspace(...)` construction for restrictions that tunekit writes; "
         "tunekit's `tune(problem, gpu, backend='cuda-fused')`.",
         "",
-        "| D | FlashRNN s | found | FlashRNN forward pick | Kernel Tuner s | KT configs | tunekit s | "
-        "tunekit feasible | FlashRNN / tunekit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| D | FlashRNN s | found | fwd / bwd blocks | FlashRNN forward pick | Kernel Tuner s | KT configs | "
+        "tunekit s | tunekit feasible | FlashRNN / tunekit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         fr, kt, tk = r["flashrnn"], r["kernel_tuner"], r["tunekit"]
@@ -501,9 +519,11 @@ def _markdown(report: dict[str, Any]) -> str:
         ratio = f"{r['ratio_flashrnn_over_tunekit']:.0f}x" if r["ratio_flashrnn_over_tunekit"] else "—"
         lines.append(
             f"| {r['head_dim']} | {fr['seconds']:.1f}{'*' if r['flashrnn_cached'] else ''} | {found} | "
+            f"{_blocks(fr['first_solution'], 'FORWARD')} / {_blocks(fr['first_solution'], 'BACKWARD')} | "
             f"{_short(fr['first_solution'])} | {kt['seconds']:.2f} | {kt['solutions_found']} | {tk_s} | "
             f"{tk.get('feasible', '—')} | {ratio} |"
         )
+    lines.append("\n`*`: FlashRNN figure reused from the previous run's JSON (same shape, GPU and version).")
     ok = [r["head_dim"] for r in rows if r["flashrnn"]["solutions_found"]]
     empty = [
         r["head_dim"] for r in rows if r["flashrnn"]["installed"] and not r["flashrnn"]["solutions_found"]
