@@ -1,9 +1,17 @@
-"""Shared test setup. TRITON_INTERPRET must be set before triton is first imported: Triton reads it
-when a kernel is decorated, and every Triton test on this CPU-only CI runs in the interpreter."""
+"""Shared test setup, done before any test module imports torch or triton.
+
+TRITON_INTERPRET must be set before triton is first imported: Triton reads it when a kernel is
+decorated, and every Triton test on this CPU-only CI runs in the interpreter.
+
+OMP_NUM_THREADS=1: the tests run many small-tensor ops on a 2-core machine shared with other jobs;
+torch's intra-op threads then only spin and wait (measured here: the 2048-step sLSTM test took
+54.8 s with 2 threads under load, 5.2 s with 1). torch reads it once, when it is first imported.
+"""
 
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil  # noqa: E402
 

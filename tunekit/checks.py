@@ -78,17 +78,24 @@ def check_rnn_inputs(cell: Cell, Wx: Any, R: Any, b: Any, states: Any = None) ->
     return batch, steps, heads, head_dim
 
 
-def check_layer_input(input: Any, input_size: int, batch_first: bool) -> torch.Tensor:
-    """A layer's input: [B, T, input_size] when ``batch_first`` else [T, B, input_size]."""
+def check_layer_input(
+    input: Any, input_size: int, batch_first: bool, like: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A layer's input: [B, T, input_size] when ``batch_first`` else [T, B, input_size], on the device
+    and in the dtype of ``like`` (the layer's parameters) when given."""
     layout = "[B, T, input_size]" if batch_first else "[T, B, input_size]"
     check_tensor("input", input, layout, 3)
     if input.shape[-1] != input_size:
         raise ValueError(f"input: got shape {_shape(input)}, expected {layout} with input_size={input_size}")
-    steps = input.shape[1] if batch_first else input.shape[0]
+    batch, steps = input.shape[:2] if batch_first else input.shape[1::-1]
     if steps == 0:
         raise ValueError(
             f"input: got T=0 (shape {_shape(input)}, layout {layout}), expected at least one time step"
         )
+    if batch == 0:
+        raise ValueError(f"input: got B=0 (shape {_shape(input)}, layout {layout}), expected at least one")
+    if like is not None:
+        _same_place("input", input, like, "the layer's parameters")
     return input
 
 

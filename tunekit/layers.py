@@ -91,7 +91,7 @@ class RecurrentLayer(nn.Module):
 
     def forward(self, input: torch.Tensor, hx: State | None = None) -> tuple[torch.Tensor, State]:
         """input: [B, T, input_size] if batch_first else [T, B, input_size]; hx: initial states or None."""
-        check_layer_input(input, self.input_size, self.batch_first)
+        check_layer_input(input, self.input_size, self.batch_first, like=self.R)
         x = input if self.batch_first else input.transpose(0, 1)
         batch, steps, _ = x.shape
         heads, head_dim = self.num_heads, self.head_dim

@@ -51,6 +51,8 @@ def backward_step(cell: str | Cell) -> StepFn:
 
 def _as_state(value: Any, like: torch.Tensor) -> torch.Tensor:
     """A step output as a tensor of the state's shape and dtype (a constant output is a Python float)."""
+    if isinstance(value, torch.Tensor) and value.shape == like.shape and value.dtype == like.dtype:
+        return value
     return torch.broadcast_to(torch.as_tensor(value, device=like.device), like.shape).to(like.dtype)
 
 
