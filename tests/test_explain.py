@@ -1,0 +1,137 @@
+"""tunekit.explain: an empty space explained in words with numbers, and the nearest shapes that fit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from tunekit.constraints import build_space
+from tunekit.explain import Explanation, explain, is_feasible
+from tunekit.hardware import load_profile
+from tunekit.problem import Problem
+from tunekit.solvers import enumerate_all, solve
+from tunekit.solvers.model import Model
+
+A100, L4 = load_profile("a100"), load_profile("l4")
+
+
+def _names(e: Explanation, group: int | None = None) -> list[str]:
+    return [c.name for c in e.conflicts if group is None or c.group == group]
+
+
+def _alternative(e: Explanation, kind: str):
+    found = [a for a in e.alternatives if a.kind == kind]
+    return found[0] if found else None
+
+
+def _only(model: Model, names: list[str]) -> Model:
+    sub = Model("sub")
+    for v in model.variables:
+        sub.int_var(v.name, v.domain)
+    for name in names:
+        c = model.constraint(name)
+        sub.add(c.name, c.constraint, c.why)
+    return sub
+
+
+def test_triton_fp32_d128_shared_memory_with_numbers():
+    problem = Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float32")
+    e = explain(problem, "a100", "triton-fused")
+    assert not e.feasible and _names(e, 1) == ["shared_memory_per_block"]
+    c = e.conflicts[0]
+    # 4 gates x 128 x 128 fp32 R + 2 x 16 x 128 fp32 staging: the least any configuration needs
+    assert (c.used, c.limit, c.unit) == (278_528, 166_912, "B")
+    assert "278,528 B needed > 166,912 B limit on a100-sxm4-80gb" in c.text and c.why
+    space = build_space("triton-fused", problem, A100)
+    need = min(
+        space.resources(a)["shared_memory_bytes_per_block"] for a in enumerate_all(_only(space.model, []))
+    )
+    assert c.used == need
+    assert _alternative(e, "head_dim").problem.head_dim == 64  # 80..112 still pad to 128
+    assert _alternative(e, "dtype").problem.dtype == "bfloat16"
+    assert {a.family for a in e.alternatives if a.kind == "backend"} <= {"cuda-alternating", "cuda-fused"}
+    for a in e.alternatives:  # every alternative offered really is feasible
+        assert is_feasible(a.problem, A100, a.family), a.text
+
+
+def test_triton_d1024_lists_every_resource_that_rules_it_out():
+    e = explain(Problem("lstm", batch=16, heads=1, head_dim=1024), A100, "triton-fused")
+    assert not e.feasible
+    assert _names(e, 1) == ["shared_memory_per_block"]
+    assert {"registers_per_block", "registers_per_thread"} <= set(_names(e))
+    text = e.to_text()
+    assert "8,454,144 B needed > 166,912 B" in text and "Conflict 2" in text
+    below = _alternative(e, "head_dim").problem
+    assert below.head_dim == 128
+    assert not is_feasible(dataclasses.replace(below, head_dim=144), A100, "triton-fused")
+
+
+def test_training_needs_r_and_its_transpose_forward_only_fits():
+    e = explain(Problem("lstm", batch=16, heads=1, head_dim=128, direction="both"), A100, "triton-fused")
+    assert "shared_memory_per_block_backward" in _names(e, 1)
+    assert _alternative(e, "direction").problem.direction == "forward"
+
+
+def test_cuda_fused_beyond_the_chip_on_l4():
+    problem = Problem("lstm", batch=16, heads=1, head_dim=2976)
+    e = explain(problem, L4, "cuda-fused")
+    assert not e.feasible and e.conflicts
+    assert all(c.used is not None and c.used > c.limit for c in e.conflicts)
+    below = _alternative(e, "head_dim").problem.head_dim
+    assert below < 2976 and below % 16 == 0
+    assert is_feasible(dataclasses.replace(problem, head_dim=below), L4, "cuda-fused")
+    assert not is_feasible(dataclasses.replace(problem, head_dim=below + 16), L4, "cuda-fused")
+    assert any(a.kind == "backend" and a.family == "cuda-alternating" for a in e.alternatives)
+
+
+def test_cuda_fused_too_many_heads_for_a_cooperative_grid():
+    e = explain(Problem("lstm", batch=16, heads=4, head_dim=1024), A100, "cuda-fused")
+    assert not e.feasible
+    heads = _alternative(e, "heads")
+    assert heads is not None and heads.problem.heads < 4
+    assert is_feasible(heads.problem, A100, "cuda-fused")
+
+
+def test_conflict_sets_are_irreducible():
+    space = build_space("triton-fused", Problem("gru", batch=64, heads=2, head_dim=256), A100)
+    e = explain(space.problem, A100, "triton-fused")
+    assert not e.feasible
+    first = _names(e, 1)
+    assert solve(_only(space.model, first)) is None
+    for dropped in first:
+        assert solve(_only(space.model, [n for n in first if n != dropped])) is not None
+
+
+def test_a_feasible_space_has_nothing_to_explain():
+    e = explain(Problem("lstm", batch=16, heads=1, head_dim=64), "a100", "triton-fused")
+    assert e.feasible and e.conflicts == ()
+    assert "feasible, nothing conflicts" in e.to_text()
+
+
+def test_float64_is_refused_by_the_problem_not_explained():
+    with pytest.raises(ValueError, match="dtype: got 'float64'"):
+        Problem("lstm", batch=16, heads=1, head_dim=64, dtype="float64")
+
+
+def test_json_round_trips():
+    e = explain(Problem("elman", batch=16, heads=1, head_dim=512), "h100", "triton-fused")
+    data = json.loads(json.dumps(e.to_json_dict()))
+    assert data["backend"] == "triton-fused" and data["gpu"] == "h100-sxm5-80gb" and not data["feasible"]
+    assert {"group", "name", "why", "text", "used", "limit", "unit", "closest"} <= set(data["conflicts"][0])
+    assert all({"kind", "backend", "problem", "text"} <= set(a) for a in data["alternatives"])
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("lstm", "a100", "triton-fused"), "problem: got str"),
+        ((Problem("lstm", 16, 1, 64), "a100", "cuda"), "family: got 'cuda'"),
+        ((Problem("lstm", 16, 1, 64), "b200", "cuda-fused"), "unknown GPU 'b200'"),
+    ],
+    ids=["problem", "family", "gpu"],
+)
+def test_bad_arguments(args: tuple, match: str):
+    with pytest.raises(ValueError, match=match):
+        explain(*args)
