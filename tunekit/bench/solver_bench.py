@@ -1,0 +1,455 @@
+"""Solver benchmark: how long ``tunekit.tuning.tune(..., backend="auto")`` takes, per solver, over a grid.
+
+Every shape of the grid (cells x head dims x heads x batch x dtype x GPU) is tuned end to end (problem
+to ranked top-5 over all three families, or to the explanation when nothing is feasible) with the
+native solver; CP-SAT, slower, runs on every ``cpsat_every``-th shape. The report gives median, p90
+and max milliseconds per solver, the feasible counts per family, whether both solvers agree, a
+coverage table (cuda-fused on the A100: feasibility against head dim, holes in it, the largest
+feasible head dim per dtype and cell) and, when :mod:`tunekit.bench.baselines` is present, FlashRNN's
+and Kernel Tuner's figures beside tunekit's for a few shapes. The benchmark reports; it asserts
+nothing. ``tunekit bench solvers`` runs it and writes ``reports/solver_bench.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tunekit.constraints import FAMILIES, build_space
+from tunekit.hardware import load_profile
+from tunekit.problem import Problem
+from tunekit.solvers import solve
+from tunekit.tuning import NoFeasibleConfig, tune
+
+__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "coverage", "render_markdown", "run", "write_reports"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The shapes to tune: every combination of these values, on every GPU."""
+
+    cells: tuple[str, ...]
+    head_dims: tuple[int, ...]
+    heads: tuple[int, ...]
+    batches: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    gpus: tuple[str, ...]
+    cpsat_every: int = 1  # CP-SAT times every n-th shape (it is the slower solver)
+    coverage_dims: tuple[int, ...] = field(default=())  # head dims of the coverage table; () skips it
+    coverage_cells: tuple[str, ...] = ("lstm",)
+    baseline_dims: tuple[int, ...] = ()  # head dims for the FlashRNN / Kernel Tuner side-by-side
+
+    def problems(self) -> Iterator[tuple[str, Problem]]:
+        """(gpu, problem) for every shape, GPU-major then cell, dtype, head dim, heads, batch."""
+        for gpu in self.gpus:
+            for cell in self.cells:
+                for dtype in self.dtypes:
+                    for d in self.head_dims:
+                        for n in self.heads:
+                            for b in self.batches:
+                                yield gpu, Problem(cell, batch=b, heads=n, head_dim=d, dtype=dtype)
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.gpus)
+            * len(self.cells)
+            * len(self.dtypes)
+            * len(self.head_dims)
+            * len(self.heads)
+            * len(self.batches)
+        )
+
+
+HEAD_DIMS = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2304, 3072, 4096)
+DEFAULT_GRID = Grid(
+    cells=("lstm", "gru", "slstm", "elman"),
+    head_dims=HEAD_DIMS,
+    heads=(1, 4),
+    batches=(1, 16, 64),
+    dtypes=("bfloat16", "float32"),
+    gpus=("a100", "h100"),
+    cpsat_every=8,
+    coverage_dims=tuple(range(16, 4096 + 1, 16)),
+    coverage_cells=("lstm", "gru", "slstm", "elman"),
+    baseline_dims=(64, 768, 2304),
+)
+QUICK_GRID = Grid(
+    cells=("lstm",),
+    head_dims=(64, 768),
+    heads=(1,),
+    batches=(16,),
+    dtypes=("bfloat16",),
+    gpus=("a100",),
+    cpsat_every=1,
+    coverage_dims=(64, 768, 1024),
+)
+
+
+def _time_one(gpu: str, problem: Problem, solver: str) -> dict[str, Any]:
+    """One end-to-end ``tune`` call: milliseconds, the choice, feasible counts per family."""
+    start = time.perf_counter()
+    try:
+        result = tune(problem, gpu, backend="auto", top=5, solver=solver)
+    except NoFeasibleConfig as exc:
+        ms = (time.perf_counter() - start) * 1e3
+        conflicts = {e.family: [c.name for c in e.conflicts] for e in exc.explanations}
+        return {
+            "ms": ms,
+            "backend": None,
+            "config": None,
+            "time_us": None,
+            "feasible": {},
+            "conflicts": conflicts,
+        }
+    ms = (time.perf_counter() - start) * 1e3
+    return {
+        "ms": ms,
+        "backend": result.backend,
+        "config": result.config.name,
+        "time_us": result.predicted["time_us_per_step"],
+        "feasible": {k: v for k, v in result.feasible_count.items() if k != "total"},
+    }
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return {"n": len(values), "median": statistics.median(ordered), "p90": p90, "max": ordered[-1]}
+
+
+def coverage(
+    gpu: str,
+    family: str,
+    cells: Sequence[str],
+    dtypes: Sequence[str],
+    head_dims: Sequence[int],
+    batch: int = 16,
+) -> list[dict[str, Any]]:
+    """Per cell and dtype: how many head dims are feasible, the largest, and the holes.
+
+    A hole is an infeasible head dim between two feasible ones.
+    """
+    profile = load_profile(gpu)
+    rows = []
+    for cell in cells:
+        for dtype in dtypes:
+            ok = [
+                d
+                for d in head_dims
+                if solve(build_space(family, Problem(cell, batch, 1, d, dtype=dtype), profile).model)
+                is not None
+            ]
+            holes = [d for d in head_dims if ok and ok[0] < d < ok[-1] and d not in ok]
+            rows.append(
+                {
+                    "gpu": profile.name,
+                    "family": family,
+                    "cell": cell,
+                    "dtype": dtype,
+                    "batch": batch,
+                    "probed": [min(head_dims), max(head_dims), len(head_dims)],
+                    "feasible": len(ok),
+                    "largest_feasible": ok[-1] if ok else None,
+                    "monotone": not holes,
+                    "holes": holes,
+                }
+            )
+    return rows
+
+
+def _baselines(grid: Grid, progress: Progress) -> dict[str, Any]:
+    """FlashRNN and Kernel Tuner beside tunekit for a few shapes, or why that column is empty."""
+    try:
+        from tunekit.bench import baselines
+    except ImportError as err:
+        return {"available": False, "note": f"tunekit.bench.baselines not importable: {err}", "rows": []}
+    rows = []
+    for d in grid.baseline_dims:
+        cell, gpu = grid.cells[0], grid.gpus[0]
+        problem = Problem(cell, batch=16, heads=1, head_dim=d, dtype="bfloat16")
+        progress(f"baselines D={d}")
+        ours = _time_one(gpu, problem, "native")
+        fr = baselines.time_flashrnn(cell, d, 1, 16, "bfloat16", gpu, timeout_s=60.0)
+        kt = baselines.time_kernel_tuner(cell, d, 1, 16, "bfloat16", gpu)
+        seconds = ours["ms"] / 1e3
+        rows.append(
+            {
+                "gpu": gpu,
+                "cell": cell,
+                "head_dim": d,
+                "tunekit_seconds": seconds,
+                "tunekit_backend": ours["backend"],
+                "flashrnn": _baseline_row(fr),
+                "kernel_tuner": _baseline_row(kt),
+                "ratio_flashrnn_over_tunekit": fr.seconds / seconds if fr.installed and fr.seconds else None,
+                "ratio_kernel_tuner_over_tunekit": kt.seconds / seconds
+                if kt.installed and kt.seconds
+                else None,
+            }
+        )
+    return {"available": True, "note": "", "rows": rows}
+
+
+def _baseline_row(result: Any) -> dict[str, Any]:
+    return {
+        "installed": result.installed,
+        "seconds": result.seconds,
+        "solutions_found": result.solutions_found,
+        "note": result.note,
+    }
+
+
+def run(
+    grid: Grid = DEFAULT_GRID, solvers: Sequence[str] = ("native", "cpsat"), progress: Progress | None = None
+) -> dict[str, Any]:
+    """Tune every shape of ``grid`` with each solver and return the report (a JSON-ready dict)."""
+    say = progress or (lambda _: None)
+    rows = []
+    start = time.perf_counter()
+    for i, (gpu, problem) in enumerate(grid.problems()):
+        say(f"[{i + 1}/{grid.size}] {gpu} {problem.cell} {problem.tag}")
+        row: dict[str, Any] = {"gpu": load_profile(gpu).name, **asdict(problem)}
+        for solver in solvers:
+            if solver == "native" or i % grid.cpsat_every == 0:
+                row[solver] = _time_one(gpu, problem, solver)
+        rows.append(row)
+    summary = {s: _stats([r[s]["ms"] for r in rows if s in r]) for s in solvers}
+    both = [r for r in rows if all(s in r for s in solvers)]
+    disagree = [
+        {k: r[k] for k in ("gpu", "cell", "head_dim", "heads", "batch", "dtype")}
+        for r in both
+        if len({(r[s]["config"], json.dumps(r[s]["feasible"], sort_keys=True)) for s in solvers}) > 1
+    ]
+    cov = []
+    if grid.coverage_dims:
+        say("coverage: cuda-fused on a100")
+        cov = coverage(
+            "a100", "cuda-fused", grid.coverage_cells, ("float32", "float16", "bfloat16"), grid.coverage_dims
+        )
+    return {
+        "generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "grid": asdict(grid)
+        | {
+            "coverage_dims": [min(grid.coverage_dims), max(grid.coverage_dims), len(grid.coverage_dims)]
+            if grid.coverage_dims
+            else []
+        },
+        "shapes": len(rows),
+        "sweep_seconds": time.perf_counter() - start,
+        "summary_ms": summary,
+        "summary_ms_by_gpu": {
+            g: {s: _stats([r[s]["ms"] for r in rows if s in r and r["gpu"] == g]) for s in solvers}
+            for g in dict.fromkeys(r["gpu"] for r in rows)
+        },
+        "feasible_shapes_by_family": {
+            f: sum(1 for r in rows if r["native"]["feasible"].get(f, 0) > 0) for f in FAMILIES
+        }
+        if "native" in solvers
+        else {},
+        "chosen_by_family": {f: sum(1 for r in rows if r[solvers[0]]["backend"] == f) for f in FAMILIES},
+        "infeasible_shapes": sum(1 for r in rows if r[solvers[0]]["backend"] is None),
+        "solvers_compared": len(both),
+        "solvers_disagree": disagree,
+        "coverage": cov,
+        "baselines": _baselines(grid, say)
+        if grid.baseline_dims
+        else {"available": False, "note": "not run (no baseline head dims in this grid)", "rows": []},
+        "rows": rows,
+    }
+
+
+def _ms(stats: dict[str, float], key: str) -> str:
+    return f"{stats[key]:.1f}" if stats.get("n") else "—"
+
+
+def _slice(rows: list[dict[str, Any]], gpu: str) -> list[dict[str, Any]]:
+    """The rows of one illustrative slice: lstm, bfloat16, one head, batch 16 on ``gpu``."""
+    keep = {"cell": "lstm", "dtype": "bfloat16", "heads": 1, "batch": 16, "gpu": gpu}
+    return [r for r in rows if all(r[k] == v for k, v in keep.items())]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report for people: timings per solver, feasibility, coverage, baselines."""
+    g = report["grid"]
+    out = [
+        '# Solver benchmark: `tune(problem, gpu, backend="auto")` end to end',
+        "",
+        f"Generated {report['generated_utc']} on {report['machine']} by `tunekit bench solvers`"
+        f" ({report['shapes']} shapes, {report['sweep_seconds']:.0f} s). Each time is one cold call"
+        " from the problem to the ranked top-5 over all three families (or to the explanation when"
+        " nothing is feasible): model building, enumeration, cost ranking, re-verification.",
+        "",
+        f"Grid: cells {', '.join(g['cells'])}; head dims {', '.join(map(str, g['head_dims']))}; heads"
+        f" {', '.join(map(str, g['heads']))}; batch {', '.join(map(str, g['batches']))}; dtypes"
+        f" {', '.join(g['dtypes'])}; GPUs {', '.join(g['gpus'])}. CP-SAT runs on every"
+        f" {g['cpsat_every']}-th shape.",
+        "",
+        "## Time per problem (ms)",
+        "",
+        "| solver | GPU | shapes | median | p90 | max |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for solver, stats in report["summary_ms"].items():
+        out.append(
+            _row(solver, "all", stats["n"], _ms(stats, "median"), _ms(stats, "p90"), _ms(stats, "max"))
+        )
+        for gpu, by_solver in report["summary_ms_by_gpu"].items():
+            s = by_solver[solver]
+            out.append(
+                f"| {solver} | {gpu} | {s['n']} | {_ms(s, 'median')} | {_ms(s, 'p90')} | {_ms(s, 'max')} |"
+            )
+    native = report["summary_ms"].get("native", {})
+    if native.get("n"):
+        met = native["median"] <= 50 and native["max"] <= 500
+        out += ["", f"Target (native: median ≤ 50 ms, max ≤ 500 ms): {'met' if met else 'NOT met'}."]
+    out += [
+        "",
+        "## Feasibility",
+        "",
+        "Shapes with at least one feasible configuration, per family: "
+        + ", ".join(f"{f} {n}" for f, n in report["feasible_shapes_by_family"].items())
+        + ". Chosen by `auto`: "
+        + ", ".join(f"{f} {n}" for f, n in report["chosen_by_family"].items())
+        + f"; nothing feasible: {report['infeasible_shapes']}.",
+        "",
+        f"Native and CP-SAT compared on {report['solvers_compared']} shapes (same chosen configuration and"
+        f" same feasible counts per family): {len(report['solvers_disagree'])} disagreements."
+        + "".join(f"\n- {d}" for d in report["solvers_disagree"]),
+    ]
+    for gpu in report["summary_ms_by_gpu"]:
+        rows = _slice(report["rows"], gpu)
+        if not rows:
+            continue
+        out += [
+            "",
+            f"### lstm, bfloat16, heads 1, batch 16 on {gpu}",
+            "",
+            "| D | " + " | ".join(FAMILIES) + " | chosen | µs/step | native ms | cpsat ms |",
+            "|---:|" + "---:|" * len(FAMILIES) + "---|---:|---:|---:|",
+        ]
+        for r in rows:
+            n = r["native"]
+            counts = " | ".join(str(n["feasible"].get(f, 0)) for f in FAMILIES)
+            t = f"{n['time_us']:.2f}" if n["time_us"] is not None else "—"
+            cp = f"{r['cpsat']['ms']:.1f}" if "cpsat" in r else "—"
+            out.append(
+                f"| {r['head_dim']} | {counts} | {n['backend'] or 'none'} | {t} | {n['ms']:.1f} | {cp} |"
+            )
+    if report["coverage"]:
+        out += [
+            "",
+            "## Coverage: cuda-fused on the A100 against head dim",
+            "",
+            "Feasibility of cuda-fused (batch 16, one head) for every probed head dim; a hole is an"
+            " infeasible head dim between two feasible ones (FlashRNN's solver has one at D=2048).",
+            "",
+            "| cell | dtype | feasible / probed | largest feasible D | monotone | holes |",
+            "|---|---|---:|---:|---|---|",
+        ]
+        for c in report["coverage"]:
+            holes = ", ".join(map(str, c["holes"][:12])) + (" …" if len(c["holes"]) > 12 else "") or "none"
+            feasible = f"{c['feasible']} / {c['probed'][2]}"
+            monotone = "yes" if c["monotone"] else "no"
+            out.append(_row(c["cell"], c["dtype"], feasible, c["largest_feasible"], monotone, holes))
+        lo, hi, _ = report["coverage"][0]["probed"]
+        out.append(f"\nProbed head dims: multiples of 16 from {lo} to {hi} (as in the grid).")
+    b = report["baselines"]
+    out += ["", "## Baselines side by side", ""]
+    if not b["available"] or not b["rows"]:
+        out.append(f"**Baseline columns empty:** {b['note']}")
+    else:
+        out += [
+            "Seconds to a configuration for one shape (lstm, bfloat16, heads 1, batch 16). FlashRNN: its"
+            " ConstrINT solve of the fused kernel's constraints (one solution, cold, no compile); Kernel"
+            " Tuner: building its search space from restrictions written for it (it has no hardware"
+            ' model); tunekit: `tune(..., backend="auto")`, every family, ranked. Ratios > 1: tunekit is'
+            " faster.",
+            "",
+            _row(
+                "GPU",
+                "D",
+                "tunekit s",
+                "chosen",
+                "FlashRNN s",
+                "FlashRNN / tunekit",
+                "Kernel Tuner s",
+                "Kernel Tuner / tunekit",
+            ),
+            "|---|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in b["rows"]:
+            fr, kt = r["flashrnn"], r["kernel_tuner"]
+            ours = f"{r['tunekit_seconds']:.3f}"
+            chosen = r["tunekit_backend"] or "none"
+            fr_ratio, kt_ratio = (
+                _ratio(r["ratio_flashrnn_over_tunekit"]),
+                _ratio(r["ratio_kernel_tuner_over_tunekit"]),
+            )
+            out.append(
+                _row(
+                    r["gpu"],
+                    r["head_dim"],
+                    ours,
+                    chosen,
+                    _baseline_cell(fr),
+                    fr_ratio,
+                    _baseline_cell(kt),
+                    kt_ratio,
+                )
+            )
+    slow = sorted((r for r in report["rows"] if "native" in r), key=lambda r: -r["native"]["ms"])[:10]
+    out += [
+        "",
+        "## Slowest shapes (native)",
+        "",
+        "| GPU | cell | D | heads | batch | dtype | ms | chosen |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for r in slow:
+        out.append(
+            f"| {r['gpu']} | {r['cell']} | {r['head_dim']} | {r['heads']} | {r['batch']} | {r['dtype']} |"
+            f" {r['native']['ms']:.1f} | {r['native']['backend'] or 'none'} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def _row(*cells: Any) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _baseline_cell(result: dict[str, Any]) -> str:
+    if not result["installed"]:
+        return "not installed"
+    note = f" ({result['note']})" if result["note"] else ""
+    return f"{result['seconds']:.3f}{note}"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:,.0f}x" if value is not None else "—"
+
+
+def write_reports(
+    report: dict[str, Any], out_dir: str | Path = "reports", stem: str = "solver_bench"
+) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` and ``<stem>.json`` under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(render_markdown(report))
+    js.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return md, js

@@ -1,0 +1,51 @@
+"""``tunekit bench``: benchmarks that write reports under ``reports/`` (thin layer over tunekit.bench)."""
+
+from __future__ import annotations
+
+import click
+
+from tunekit.cli import main
+
+
+@main.group("bench")
+def bench() -> None:
+    """Benchmarks; each writes a Markdown and a JSON report under reports/."""
+
+
+@bench.command("solvers")
+@click.option("--quick", is_flag=True, help="A small grid (2 shapes, seconds) instead of the full sweep.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for solver_bench.md and solver_bench.json.",
+)
+@click.option(
+    "--solver",
+    "solvers",
+    multiple=True,
+    default=("native", "cpsat"),
+    show_default=True,
+    type=click.Choice(["native", "cpsat"]),
+    help="Solvers to time (repeat the option for several).",
+)
+def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None:
+    """Time tune(..., backend="auto") over a grid of shapes with each solver; coverage and baselines."""
+    from rich.console import Console
+
+    from tunekit.bench.solver_bench import DEFAULT_GRID, QUICK_GRID, run, write_reports
+
+    grid = QUICK_GRID if quick else DEFAULT_GRID
+    console = Console(stderr=True, highlight=False)
+    with console.status("starting") as status:
+        report = run(grid, solvers=solvers, progress=lambda text: status.update(text))
+    md, js = write_reports(report, out_dir)
+    for solver, stats in report["summary_ms"].items():
+        if stats.get("n"):
+            click.echo(
+                f"{solver}: {stats['n']} shapes, median {stats['median']:.1f} ms, p90 {stats['p90']:.1f} ms, "
+                f"max {stats['max']:.1f} ms"
+            )
+    click.echo(f"wrote {md} and {js}")
