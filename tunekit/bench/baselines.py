@@ -496,10 +496,10 @@ def _blocks(sol: Mapping[str, int] | None, part: str) -> int | str:
     return sol[p + "MULTIHEAD_TILING_COUNT"] * sol[p + names[0]] * sol[p + names[1]] * sol[p + names[2]]
 
 
-def _secs(res: Mapping[str, Any]) -> str:
-    cpu = res["details"].get("cpu_seconds")
-    digits = 2 if res["seconds"] >= 0.1 else 4
-    return f"{res['seconds']:.{digits}f}" + (f" ({cpu:.{digits}f})" if cpu is not None else "")
+def _secs(wall: float, cpu: float | None) -> str:
+    """``wall (cpu)`` seconds, with more digits for sub-0.1 s figures."""
+    digits = 2 if wall >= 0.1 else 4
+    return f"{wall:.{digits}f}" + (f" ({cpu:.{digits}f})" if cpu is not None else "")
 
 
 def _short(sol: Mapping[str, int] | None, prefix: str = "FLASHRNN_FORWARD_") -> str:
@@ -538,13 +538,17 @@ def _markdown(report: dict[str, Any]) -> str:
         found = str(fr["solutions_found"]) if fr["installed"] else "not installed"
         if fr["note"]:
             found += f" ({fr['note'][:60]})"
-        tk_s = _secs({**tk, "details": tk}) if tk.get("seconds") is not None else tk.get("note", "")[:50]
+        tk_s = (
+            _secs(tk["seconds"], tk.get("cpu_seconds")) if tk.get("seconds") is not None else tk["note"][:50]
+        )
         ratio = f"{r['ratio_flashrnn_over_tunekit']:.0f}x" if r["ratio_flashrnn_over_tunekit"] else "—"
+        fr_s = _secs(fr["seconds"], fr["details"].get("cpu_seconds")) + ("*" if r["flashrnn_cached"] else "")
+        kt_s = _secs(kt["seconds"], kt["details"].get("cpu_seconds"))
+        sol = fr["first_solution"]
+        blocks = f"{_blocks(sol, 'FORWARD')} / {_blocks(sol, 'BACKWARD')}"
         lines.append(
-            f"| {r['head_dim']} | {_secs(fr)}{'*' if r['flashrnn_cached'] else ''} | {found} | "
-            f"{_blocks(fr['first_solution'], 'FORWARD')} / {_blocks(fr['first_solution'], 'BACKWARD')} | "
-            f"{_short(fr['first_solution'])} | {_secs(kt)} | {kt['solutions_found']} | {tk_s} | "
-            f"{tk.get('feasible', '—')} | {ratio} |"
+            f"| {r['head_dim']} | {fr_s} | {found} | {blocks} | {_short(sol)} | {kt_s} | "
+            f"{kt['solutions_found']} | {tk_s} | {tk.get('feasible', '—')} | {ratio} |"
         )
     lines.append("\n`*`: FlashRNN figure reused from the previous run's JSON (same shape, GPU and version).")
     ok = [r["head_dim"] for r in rows if r["flashrnn"]["solutions_found"]]
