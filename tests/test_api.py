@@ -7,6 +7,8 @@ registers a backend without editing tunekit; non-reference backends need a regis
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from cellcases import MGU
@@ -133,3 +135,13 @@ def test_rnn_is_differentiable_in_every_input():
     (all_states.sum() + last.square().sum()).backward()
     for name, tensor in (("Wx", Wx), ("R", R), ("b", b), ("states", states)):
         assert tensor.grad is not None and tensor.grad.abs().sum() > 0, name
+
+
+def test_readme_python_api_example_runs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Python API") :]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start : section.index("\n```", start)]
+    namespace: dict = {}
+    exec(compile(example, "README.md (Python API)", "exec"), namespace)
+    assert namespace["out"].shape == (4, 32, 144) and namespace["h_n"].shape == (1, 4, 144)
