@@ -12,16 +12,21 @@ nearest shapes that work.
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tunekit.constraints import FAMILIES, build_space
 from tunekit.cost import estimate
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import KernelConfig, Problem
-from tunekit.solvers import enumerate_all
+from tunekit.solvers import AllOf, AnyOf, Compare, Divides, Implies, Model, Not, Truth, enumerate_all
+from tunekit.solvers.expr import CeilDiv, Const, FloorDiv, MaxOf, MinOf, Prod, Sum, Var
 
 __all__ = [
     "BACKENDS",
@@ -37,7 +42,12 @@ __all__ = [
 ]
 
 BACKENDS: tuple[str, ...] = ("auto", *FAMILIES)
-SOLVERS: tuple[str, ...] = ("native", "cpsat", "brute")
+# "vector": every named constraint evaluated with numpy over the whole Cartesian product of the
+# domains (exact, the same set as the solvers; spaces up to VECTOR_MAX_POINTS). "auto": "vector"
+# where the space is that small, else "native".
+SOLVERS: tuple[str, ...] = ("auto", "native", "cpsat", "vector", "brute")
+VECTOR_MAX_POINTS = 1 << 20
+_INT64_SAFE = 1 << 62
 # A constraint whose used/limit reaches this share is reported as binding: the configuration sits
 # at the edge of that resource, and a slightly larger shape would need another configuration.
 BINDING_RATIO = 0.95
@@ -111,7 +121,7 @@ class TuneResult:
     binding_constraints: tuple[str, ...]
     candidates: tuple[Candidate, ...]  # the top-k, best first; candidates[0] is the chosen one
     feasible_count: Mapping[str, int]  # per family in question, and "total"
-    solver: str
+    solver: str  # the solver(s) used, e.g. "vector" or "vector+native"
     solve_seconds: float
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -205,12 +215,127 @@ def _predicted(space: Any, assignment: Mapping[str, int]) -> dict[str, float]:
     return predicted
 
 
-def _rank_family(space: Any, solver: str, top: int) -> tuple[int, list[tuple[float, int, dict[str, int]]]]:
-    """(feasible count, the ``top`` best solutions as (time, solver order, assignment))."""
-    solutions = enumerate_all(space.model, backend=solver)
+# ---- "vector": the named constraints evaluated with numpy over the Cartesian product ---------------
+
+
+class _Unsupported(Exception):
+    """An expression the vector evaluator cannot handle exactly (a new node type, int64 overflow)."""
+
+
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, "<": operator.lt, ">=": operator.ge}
+_COMPARE[">"] = operator.gt
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.size and int(np.abs(value).max()) >= _INT64_SAFE:
+        raise _Unsupported("int64 range")
+    return value
+
+
+def _bound(value: Any) -> int:
+    return int(np.abs(value).max()) if isinstance(value, np.ndarray) and value.size else abs(int(value))
+
+
+def _vexpr(e: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any]) -> Any:
+    """Value of expression ``e`` at every point (an int64 array, or an int where it is constant)."""
+    key = id(e)
+    if key in memo:
+        return memo[key]
+    if isinstance(e, Const):
+        out: Any = e.value
+    elif isinstance(e, Var):
+        out = env[e.name]
+    elif isinstance(e, Sum):
+        parts = [(c, _vexpr(t, env, memo)) for c, t in e.terms]
+        if abs(e.constant) + sum(abs(c) * _bound(v) for c, v in parts) >= _INT64_SAFE:
+            raise _Unsupported("int64 range")
+        out = e.constant + sum(c * v for c, v in parts)
+    elif isinstance(e, Prod):
+        out = 1
+        for f in e.factors:
+            v = _vexpr(f, env, memo)
+            if _bound(out) * _bound(v) >= _INT64_SAFE:
+                raise _Unsupported("int64 range")
+            out = out * v
+    elif isinstance(e, (FloorDiv, CeilDiv)):
+        a, d = _vexpr(e.arg, env, memo), _vexpr(e.d, env, memo) if not isinstance(e.d, int) else e.d
+        out = a // d if isinstance(e, FloorDiv) else -(-a // d)
+    elif isinstance(e, (MinOf, MaxOf)):
+        values = [_vexpr(a, env, memo) for a in e.args]
+        out = (np.minimum if isinstance(e, MinOf) else np.maximum).reduce(np.broadcast_arrays(*values))
+    else:
+        raise _Unsupported(type(e).__name__)
+    memo[key] = _checked(out)
+    return out
+
+
+def _vholds(c: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any], n: int) -> np.ndarray:
+    """Whether constraint ``c`` holds at each of the ``n`` points."""
+    if isinstance(c, Compare):
+        out = _COMPARE[c.op](_vexpr(c.lhs, env, memo), _vexpr(c.rhs, env, memo))
+    elif isinstance(c, Divides):
+        a, b = _vexpr(c.a, env, memo), _vexpr(c.b, env, memo)
+        out = np.where(np.equal(a, 0), np.equal(b, 0), np.equal(b % np.where(np.equal(a, 0), 1, a), 0))
+    elif isinstance(c, Not):
+        out = ~_vholds(c.inner, env, memo, n)
+    elif isinstance(c, (AnyOf, AllOf)):
+        parts = [_vholds(p, env, memo, n) for p in c.parts]
+        out = (np.logical_or if isinstance(c, AnyOf) else np.logical_and).reduce(parts)
+    elif isinstance(c, Implies):
+        out = ~_vholds(c.cond, env, memo, n) | _vholds(c.then, env, memo, n)
+    elif isinstance(c, Truth):
+        out = c.value
+    else:
+        raise _Unsupported(type(c).__name__)
+    return np.broadcast_to(np.asarray(out, dtype=bool), (n,))
+
+
+def vector_solutions(model: Model) -> list[dict[str, int]] | None:
+    """Every solution of ``model`` in ``enumerate_all``'s order, by numpy over the Cartesian product of
+    the domains; None when the product exceeds VECTOR_MAX_POINTS or an expression is not supported."""
+    variables = model.variables
+    sizes = [len(v.domain) for v in variables]
+    n = math.prod(sizes)
+    if n > VECTOR_MAX_POINTS:
+        return None
+    # Row-major product of the ascending domains: lexicographic in declaration order, as enumerate_all.
+    grids = np.meshgrid(*[np.asarray(v.domain.values, dtype=np.int64) for v in variables], indexing="ij")
+    env = {v.name: g.reshape(-1) for v, g in zip(variables, grids, strict=True)}
+    keep = np.ones(n, dtype=bool)
+    memo: dict[int, Any] = {}
+    try:
+        for nc in model.constraints:
+            keep &= _vholds(nc.constraint, env, memo, n)
+    except _Unsupported:
+        return None
+    names = [v.name for v in variables]
+    columns = [env[name][keep].tolist() for name in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _solutions(model: Model, solver: str) -> tuple[list[dict[str, int]], str]:
+    """Every solution and the solver that found them ("auto": vector where it applies, else native)."""
+    if solver in ("auto", "vector"):
+        found = vector_solutions(model)
+        if found is not None:
+            return found, "vector"
+        if solver == "vector":
+            raise ValueError(
+                f"solver: 'vector' cannot take model {model.name!r} (more than {VECTOR_MAX_POINTS:,} points "
+                "or an expression it does not support); use 'native' or 'cpsat'"
+            )
+        solver = "native"
+    return enumerate_all(model, backend=solver), solver
+
+
+def _rank_family(
+    space: Any, solver: str, top: int
+) -> tuple[int, list[tuple[float, int, dict[str, int]]], str]:
+    """(feasible count, the ``top`` best as (time, solver order, assignment), the solver used)."""
+    solutions, used = _solutions(space.model, solver)
     timed = [(estimate(space, a).total_us_per_step, i, a) for i, a in enumerate(solutions)]
-    timed.sort(key=lambda item: item[:2])  # ties: the solver's deterministic order
-    return len(solutions), timed[:top]
+    timed.sort(key=lambda item: item[:2])  # ties: the solvers' deterministic order
+    return len(solutions), timed[:top], used
 
 
 def tune(
@@ -218,13 +343,15 @@ def tune(
     gpu: str | GPUProfile,
     backend: str = "auto",
     top: int = 5,
-    solver: str = "native",
+    solver: str = "auto",
 ) -> TuneResult:
     """Rank the feasible configurations of ``problem`` on ``gpu`` and return the fastest predicted.
 
     ``gpu``: a profile name or alias ("a100") or a GPUProfile. ``backend``: "auto" (every family;
     the fastest predicted feasible one wins) or one of FAMILIES. ``top``: how many candidates to
-    return. ``solver``: "native", "cpsat" or "brute" (small models only). Raises NoFeasibleConfig
+    return. ``solver``: "auto" (default: "vector" where a family's space has at most
+    VECTOR_MAX_POINTS points, else "native"), "native", "cpsat", "vector" or "brute" (small models
+    only); ``TuneResult.solver`` names the ones used, e.g. "vector". Raises NoFeasibleConfig
     (a ValueError) when no family in question has a feasible configuration.
     """
     start = time.perf_counter()
@@ -236,11 +363,12 @@ def tune(
         raise ValueError(f"top: got {top!r}, expected a positive int")
 
     counts: dict[str, int] = {}
+    used: dict[str, str] = {}
     ranked: list[tuple[float, int, int, dict[str, int]]] = []
     spaces: dict[str, Any] = {}
     for f_index, family in enumerate(families):
         space = spaces[family] = build_space(family, problem, profile)
-        counts[family], best = _rank_family(space, solver, top)
+        counts[family], best, used[family] = _rank_family(space, solver, top)
         ranked += [(t, f_index, i, a) for t, i, a in best]
     counts["total"] = sum(counts.values())
     if not ranked:
@@ -252,7 +380,7 @@ def tune(
     candidates = []
     for _, f_index, _, assignment in ranked[:top]:
         space = spaces[families[f_index]]
-        _verify(space, assignment, solver)
+        _verify(space, assignment, used[space.family])
         candidates.append(
             Candidate(
                 space.config(assignment),
@@ -270,6 +398,6 @@ def tune(
         binding_constraints=best.binding_constraints,
         candidates=tuple(candidates),
         feasible_count=counts,
-        solver=solver,
+        solver="+".join(dict.fromkeys(used.values())),
         solve_seconds=time.perf_counter() - start,
     )

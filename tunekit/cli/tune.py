@@ -165,7 +165,12 @@ def _print_result(console: Console, result: Any) -> None:
 @main.command("tune")
 @problem_options
 @click.option("--top", type=int, default=5, show_default=True, help="How many candidates to list.")
-@click.option("--solver", default="native", show_default=True, help="native or cpsat.")
+@click.option(
+    "--solver",
+    default="auto",
+    show_default=True,
+    help="auto (numpy over small spaces, else native), native, cpsat or vector.",
+)
 def tune_command(
     gpu: str,
     cell: str,
