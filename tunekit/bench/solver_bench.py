@@ -1,9 +1,9 @@
 """Solver benchmark: how long ``tunekit.tuning.tune(..., backend="auto")`` takes, per solver, over a grid.
 
 Every shape of the grid (cells x head dims x heads x batch x dtype x GPU) is tuned end to end (problem
-to ranked top-5 over all three families, or to the explanation when nothing is feasible) with the
-native solver; CP-SAT, slower, runs on every ``cpsat_every``-th shape. The report gives median, p90
-and max milliseconds per solver, the feasible counts per family, whether both solvers agree, a
+to ranked top-5 over all three families, or to the explanation when nothing is feasible) with tune's
+default solver ("auto"); native and CP-SAT, slower, time every n-th shape. The report gives median,
+p90 and max milliseconds per solver, the feasible counts per family, whether the solvers agree, a
 coverage table (cuda-fused on the A100: feasibility against head dim, holes in it, the largest
 feasible head dim per dtype and cell) and, when :mod:`tunekit.bench.baselines` is present, FlashRNN's
 and Kernel Tuner's figures beside tunekit's for a few shapes. The benchmark reports; it asserts
@@ -27,7 +27,7 @@ from tunekit.constraints import FAMILIES, build_space
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import solve
-from tunekit.tuning import NoFeasibleConfig, tune
+from tunekit.tuning import NoFeasibleConfig, tune, vector_solutions
 
 __all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "coverage", "render_markdown", "run", "write_reports"]
 
@@ -44,9 +44,10 @@ class Grid:
     batches: tuple[int, ...]
     dtypes: tuple[str, ...]
     gpus: tuple[str, ...]
-    cpsat_every: int = 1  # CP-SAT times every n-th shape (it is the slower solver)
+    # (solver, n): that solver times every n-th shape (the slow ones sample the grid)
+    solvers: tuple[tuple[str, int], ...] = (("auto", 1), ("native", 1), ("cpsat", 1))
     coverage_dims: tuple[int, ...] = field(default=())  # head dims of the coverage table; () skips it
-    coverage_cells: tuple[str, ...] = ("lstm",)
+    coverage_pairs: tuple[tuple[str, str], ...] = (("lstm", "bfloat16"),)  # (cell, dtype) rows
     baseline_dims: tuple[int, ...] = ()  # head dims for the FlashRNN / Kernel Tuner side-by-side
 
     def problems(self) -> Iterator[tuple[str, Problem]]:
@@ -79,9 +80,16 @@ DEFAULT_GRID = Grid(
     batches=(1, 16, 64),
     dtypes=("bfloat16", "float32"),
     gpus=("a100", "h100"),
-    cpsat_every=8,
+    solvers=(("auto", 1), ("native", 8), ("cpsat", 16)),
     coverage_dims=tuple(range(16, 4096 + 1, 16)),
-    coverage_cells=("lstm", "gru", "slstm", "elman"),
+    coverage_pairs=(
+        ("lstm", "float32"),
+        ("lstm", "float16"),
+        ("lstm", "bfloat16"),
+        ("gru", "bfloat16"),
+        ("slstm", "bfloat16"),
+        ("elman", "bfloat16"),
+    ),
     baseline_dims=(64, 768, 2304),
 )
 QUICK_GRID = Grid(
@@ -91,8 +99,8 @@ QUICK_GRID = Grid(
     batches=(16,),
     dtypes=("bfloat16",),
     gpus=("a100",),
-    cpsat_every=1,
     coverage_dims=(64, 768, 1024),
+    coverage_pairs=(("lstm", "float32"), ("lstm", "float16"), ("lstm", "bfloat16")),
 )
 
 
@@ -131,43 +139,41 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 
 def coverage(
-    gpu: str,
-    family: str,
-    cells: Sequence[str],
-    dtypes: Sequence[str],
-    head_dims: Sequence[int],
-    batch: int = 16,
+    gpu: str, family: str, pairs: Sequence[tuple[str, str]], head_dims: Sequence[int], batch: int = 16
 ) -> list[dict[str, Any]]:
-    """Per cell and dtype: how many head dims are feasible, the largest, and the holes.
+    """Per (cell, dtype): how many head dims are feasible, the largest, and the holes.
 
     A hole is an infeasible head dim between two feasible ones.
     """
     profile = load_profile(gpu)
     rows = []
-    for cell in cells:
-        for dtype in dtypes:
-            ok = [
-                d
-                for d in head_dims
-                if solve(build_space(family, Problem(cell, batch, 1, d, dtype=dtype), profile).model)
-                is not None
-            ]
-            holes = [d for d in head_dims if ok and ok[0] < d < ok[-1] and d not in ok]
-            rows.append(
-                {
-                    "gpu": profile.name,
-                    "family": family,
-                    "cell": cell,
-                    "dtype": dtype,
-                    "batch": batch,
-                    "probed": [min(head_dims), max(head_dims), len(head_dims)],
-                    "feasible": len(ok),
-                    "largest_feasible": ok[-1] if ok else None,
-                    "monotone": not holes,
-                    "holes": holes,
-                }
-            )
+    for cell, dtype in pairs:
+        ok = [
+            d
+            for d in head_dims
+            if _feasible(build_space(family, Problem(cell, batch, 1, d, dtype=dtype), profile))
+        ]
+        holes = [d for d in head_dims if ok and ok[0] < d < ok[-1] and d not in ok]
+        rows.append(
+            {
+                "gpu": profile.name,
+                "family": family,
+                "cell": cell,
+                "dtype": dtype,
+                "batch": batch,
+                "probed": [min(head_dims), max(head_dims), len(head_dims)],
+                "feasible": len(ok),
+                "largest_feasible": ok[-1] if ok else None,
+                "monotone": not holes,
+                "holes": holes,
+            }
+        )
     return rows
+
+
+def _feasible(space: Any) -> bool:
+    found = vector_solutions(space.model)
+    return bool(found) if found is not None else solve(space.model) is not None
 
 
 def _baselines(grid: Grid, progress: Progress) -> dict[str, Any]:
@@ -181,7 +187,7 @@ def _baselines(grid: Grid, progress: Progress) -> dict[str, Any]:
         cell, gpu = grid.cells[0], grid.gpus[0]
         problem = Problem(cell, batch=16, heads=1, head_dim=d, dtype="bfloat16")
         progress(f"baselines D={d}")
-        ours = _time_one(gpu, problem, "native")
+        ours = _time_one(gpu, problem, "auto")
         fr = baselines.time_flashrnn(cell, d, 1, 16, "bfloat16", gpu, timeout_s=60.0)
         kt = baselines.time_kernel_tuner(cell, d, 1, 16, "bfloat16", gpu)
         seconds = ours["ms"] / 1e3
@@ -212,62 +218,53 @@ def _baseline_row(result: Any) -> dict[str, Any]:
     }
 
 
-def run(
-    grid: Grid = DEFAULT_GRID, solvers: Sequence[str] = ("native", "cpsat"), progress: Progress | None = None
-) -> dict[str, Any]:
-    """Tune every shape of ``grid`` with each solver and return the report (a JSON-ready dict)."""
+def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str, Any]:
+    """Tune every shape of ``grid`` with each of its solvers and return the report (JSON-ready)."""
     say = progress or (lambda _: None)
+    solvers = [name for name, _ in grid.solvers]
     rows = []
     start = time.perf_counter()
     for i, (gpu, problem) in enumerate(grid.problems()):
         say(f"[{i + 1}/{grid.size}] {gpu} {problem.cell} {problem.tag}")
         row: dict[str, Any] = {"gpu": load_profile(gpu).name, **asdict(problem)}
-        for solver in solvers:
-            if solver == "native" or i % grid.cpsat_every == 0:
+        for solver, every in grid.solvers:
+            if i % every == 0:
                 row[solver] = _time_one(gpu, problem, solver)
         rows.append(row)
-    summary = {s: _stats([r[s]["ms"] for r in rows if s in r]) for s in solvers}
-    both = [r for r in rows if all(s in r for s in solvers)]
+    sweep = time.perf_counter() - start
+    compared = [r for r in rows if all(s in r for s in solvers)]
     disagree = [
         {k: r[k] for k in ("gpu", "cell", "head_dim", "heads", "batch", "dtype")}
-        for r in both
+        for r in compared
         if len({(r[s]["config"], json.dumps(r[s]["feasible"], sort_keys=True)) for s in solvers}) > 1
     ]
     cov = []
     if grid.coverage_dims:
         say("coverage: cuda-fused on a100")
-        cov = coverage(
-            "a100", "cuda-fused", grid.coverage_cells, ("float32", "float16", "bfloat16"), grid.coverage_dims
-        )
+        cov = coverage("a100", "cuda-fused", grid.coverage_pairs, grid.coverage_dims)
+    first = solvers[0]  # the solver that times every shape
+    dims = grid.coverage_dims
+    no_baselines = {"available": False, "note": "not run (no baseline head dims in this grid)", "rows": []}
     return {
         "generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-        "grid": asdict(grid)
-        | {
-            "coverage_dims": [min(grid.coverage_dims), max(grid.coverage_dims), len(grid.coverage_dims)]
-            if grid.coverage_dims
-            else []
-        },
+        "grid": asdict(grid) | {"coverage_dims": [min(dims), max(dims), len(dims)] if dims else []},
         "shapes": len(rows),
-        "sweep_seconds": time.perf_counter() - start,
-        "summary_ms": summary,
+        "sweep_seconds": sweep,
+        "summary_ms": {s: _stats([r[s]["ms"] for r in rows if s in r]) for s in solvers},
         "summary_ms_by_gpu": {
             g: {s: _stats([r[s]["ms"] for r in rows if s in r and r["gpu"] == g]) for s in solvers}
             for g in dict.fromkeys(r["gpu"] for r in rows)
         },
         "feasible_shapes_by_family": {
-            f: sum(1 for r in rows if r["native"]["feasible"].get(f, 0) > 0) for f in FAMILIES
-        }
-        if "native" in solvers
-        else {},
-        "chosen_by_family": {f: sum(1 for r in rows if r[solvers[0]]["backend"] == f) for f in FAMILIES},
-        "infeasible_shapes": sum(1 for r in rows if r[solvers[0]]["backend"] is None),
-        "solvers_compared": len(both),
+            f: sum(1 for r in rows if r[first]["feasible"].get(f, 0) > 0) for f in FAMILIES
+        },
+        "chosen_by_family": {f: sum(1 for r in rows if r[first]["backend"] == f) for f in FAMILIES},
+        "infeasible_shapes": sum(1 for r in rows if r[first]["backend"] is None),
+        "solvers_compared": len(compared),
         "solvers_disagree": disagree,
         "coverage": cov,
-        "baselines": _baselines(grid, say)
-        if grid.baseline_dims
-        else {"available": False, "note": "not run (no baseline head dims in this grid)", "rows": []},
+        "baselines": _baselines(grid, say) if grid.baseline_dims else no_baselines,
         "rows": rows,
     }
 
@@ -295,8 +292,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Grid: cells {', '.join(g['cells'])}; head dims {', '.join(map(str, g['head_dims']))}; heads"
         f" {', '.join(map(str, g['heads']))}; batch {', '.join(map(str, g['batches']))}; dtypes"
-        f" {', '.join(g['dtypes'])}; GPUs {', '.join(g['gpus'])}. CP-SAT runs on every"
-        f" {g['cpsat_every']}-th shape.",
+        f" {', '.join(g['dtypes'])}; GPUs {', '.join(g['gpus'])}. Solvers: "
+        + ", ".join(
+            f"{name} on every {n}-th shape" if n > 1 else f"{name} on every shape" for name, n in g["solvers"]
+        )
+        + ". `auto` is tune's default: numpy evaluation of every named constraint over the Cartesian"
+        " product of the domains (`vector`) where a space has at most 2^20 points, else native.",
         "",
         "## Time per problem (ms)",
         "",
@@ -312,10 +313,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             out.append(
                 f"| {solver} | {gpu} | {s['n']} | {_ms(s, 'median')} | {_ms(s, 'p90')} | {_ms(s, 'max')} |"
             )
-    native = report["summary_ms"].get("native", {})
-    if native.get("n"):
-        met = native["median"] <= 50 and native["max"] <= 500
-        out += ["", f"Target (native: median ≤ 50 ms, max ≤ 500 ms): {'met' if met else 'NOT met'}."]
+    out.append("")
+    for solver, stats in report["summary_ms"].items():
+        if stats.get("n"):
+            met = stats["median"] <= 50 and stats["max"] <= 500
+            out.append(
+                f"- Target (median ≤ 50 ms, max ≤ 500 ms) with {solver}: {'met' if met else 'NOT met'}."
+            )
     out += [
         "",
         "## Feasibility",
@@ -326,29 +330,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{f} {n}" for f, n in report["chosen_by_family"].items())
         + f"; nothing feasible: {report['infeasible_shapes']}.",
         "",
-        f"Native and CP-SAT compared on {report['solvers_compared']} shapes (same chosen configuration and"
+        f"All solvers compared on {report['solvers_compared']} shapes (same chosen configuration and"
         f" same feasible counts per family): {len(report['solvers_disagree'])} disagreements."
         + "".join(f"\n- {d}" for d in report["solvers_disagree"]),
     ]
+    solvers = list(report["summary_ms"])
+    first = solvers[0]
     for gpu in report["summary_ms_by_gpu"]:
         rows = _slice(report["rows"], gpu)
         if not rows:
             continue
         out += [
             "",
-            f"### lstm, bfloat16, heads 1, batch 16 on {gpu}",
+            f"### lstm, bfloat16, heads 1, batch 16 on {gpu}: feasible configurations per family",
             "",
-            "| D | " + " | ".join(FAMILIES) + " | chosen | µs/step | native ms | cpsat ms |",
-            "|---:|" + "---:|" * len(FAMILIES) + "---|---:|---:|---:|",
+            _row("D", *FAMILIES, "chosen", "µs/step", *(f"{s} ms" for s in solvers)),
+            "|---:|" + "---:|" * len(FAMILIES) + "---|---:|" + "---:|" * len(solvers),
         ]
         for r in rows:
-            n = r["native"]
-            counts = " | ".join(str(n["feasible"].get(f, 0)) for f in FAMILIES)
+            n = r[first]
             t = f"{n['time_us']:.2f}" if n["time_us"] is not None else "—"
-            cp = f"{r['cpsat']['ms']:.1f}" if "cpsat" in r else "—"
-            out.append(
-                f"| {r['head_dim']} | {counts} | {n['backend'] or 'none'} | {t} | {n['ms']:.1f} | {cp} |"
-            )
+            times = (f"{r[s]['ms']:.1f}" if s in r else "—" for s in solvers)
+            counts = (n["feasible"].get(f, 0) for f in FAMILIES)
+            out.append(_row(r["head_dim"], *counts, n["backend"] or "none", t, *times))
     if report["coverage"]:
         out += [
             "",
@@ -411,10 +415,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                     kt_ratio,
                 )
             )
-    slow = sorted((r for r in report["rows"] if "native" in r), key=lambda r: -r["native"]["ms"])[:10]
+    slow = sorted(report["rows"], key=lambda r: -r[first]["ms"])[:10]
     out += [
         "",
-        "## Slowest shapes (native)",
+        f"## Slowest shapes ({first})",
         "",
         "| GPU | cell | D | heads | batch | dtype | ms | chosen |",
         "|---|---|---:|---:|---:|---|---:|---|",
@@ -422,7 +426,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for r in slow:
         out.append(
             f"| {r['gpu']} | {r['cell']} | {r['head_dim']} | {r['heads']} | {r['batch']} | {r['dtype']} |"
-            f" {r['native']['ms']:.1f} | {r['native']['backend'] or 'none'} |"
+            f" {r[first]['ms']:.1f} | {r[first]['backend'] or 'none'} |"
         )
     return "\n".join(out) + "\n"
 

@@ -26,21 +26,24 @@ def bench() -> None:
     "--solver",
     "solvers",
     multiple=True,
-    default=("native", "cpsat"),
-    show_default=True,
-    type=click.Choice(["native", "cpsat"]),
-    help="Solvers to time (repeat the option for several).",
+    type=click.Choice(["auto", "native", "cpsat", "vector"]),
+    help="Solvers to time, repeatable (default: auto on every shape, native and cpsat on a sample).",
 )
 def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None:
     """Time tune(..., backend="auto") over a grid of shapes with each solver; coverage and baselines."""
+    import dataclasses
+
     from rich.console import Console
 
     from tunekit.bench.solver_bench import DEFAULT_GRID, QUICK_GRID, run, write_reports
 
     grid = QUICK_GRID if quick else DEFAULT_GRID
+    if solvers:
+        every = dict(grid.solvers)
+        grid = dataclasses.replace(grid, solvers=tuple((s, every.get(s, 1)) for s in dict.fromkeys(solvers)))
     console = Console(stderr=True, highlight=False)
     with console.status("starting") as status:
-        report = run(grid, solvers=solvers, progress=lambda text: status.update(text))
+        report = run(grid, progress=lambda text: status.update(text))
     md, js = write_reports(report, out_dir)
     for solver, stats in report["summary_ms"].items():
         if stats.get("n"):
