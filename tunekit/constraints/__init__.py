@@ -16,7 +16,7 @@ from typing import Any
 
 from tunekit.constraints.occupancy import IntLike, Limit, evaluate
 from tunekit.problem import FAMILIES, KernelConfig, Problem
-from tunekit.solvers import Model, enumerate_all
+from tunekit.solvers import Expr, Model, enumerate_all
 
 __all__ = ["FAMILIES", "Space", "build_space"]
 
@@ -41,6 +41,7 @@ class Space:
     tunables: tuple[str, ...]  # the variables that form a KernelConfig, in the model's order
     resource_formulas: Mapping[str, IntLike] = field(default_factory=dict, repr=False)
     limit_items: tuple[Limit, ...] = field(default=(), repr=False)
+    _formula_fns: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         missing = [r for r in REQUIRED_RESOURCES if r not in self.resource_formulas]
@@ -68,7 +69,20 @@ class Space:
     def resources(self, assignment: Mapping[str, int] | KernelConfig) -> dict[str, int]:
         """Threads per block, grid size, registers, shared memory, padding... at ``assignment``."""
         values = self._values(assignment)
-        return {name: evaluate(formula, values) for name, formula in self.resource_formulas.items()}
+        point = [values[n] for n in self.tunables]
+        return {name: fn(point) for name, fn in self._compiled().items()}
+
+    def _compiled(self) -> dict[str, Any]:
+        """Resource formulas compiled once into closures over the tunables' values (the solver's
+        own fast evaluator); the tuner calls ``resources`` for every feasible configuration."""
+        if self._formula_fns is None:
+            index = {n: i for i, n in enumerate(self.tunables)}
+            fns = {
+                name: (f._value_fn(index) if isinstance(f, Expr) else (lambda point, v=int(f): v))
+                for name, f in self.resource_formulas.items()
+            }
+            object.__setattr__(self, "_formula_fns", fns)
+        return self._formula_fns
 
     def limits(self, assignment: Mapping[str, int] | KernelConfig) -> list[tuple[str, int, int, str]]:
         """(constraint name, used, limit, unit) of every resource constraint at ``assignment``."""
