@@ -26,6 +26,15 @@ def _alternative(e: Explanation, kind: str):
     return found[0] if found else None
 
 
+def _assert_nearest_below(e: Explanation, gpu) -> int:
+    """The head-dim alternative is feasible and every multiple of 16 between it and D is not."""
+    below = _alternative(e, "head_dim").problem
+    assert below.head_dim < e.problem.head_dim and is_feasible(below, gpu, e.family)
+    for d in range(below.head_dim + 16, e.problem.head_dim, 16):
+        assert not is_feasible(dataclasses.replace(below, head_dim=d), gpu, e.family), d
+    return below.head_dim
+
+
 def _only(model: Model, names: list[str]) -> Model:
     sub = Model("sub")
     for v in model.variables:
@@ -41,15 +50,14 @@ def test_triton_fp32_d128_shared_memory_with_numbers():
     e = explain(problem, "a100", "triton-fused")
     assert not e.feasible and _names(e, 1) == ["shared_memory_per_block"]
     c = e.conflicts[0]
-    # 4 gates x 128 x 128 fp32 R + 2 x 16 x 128 fp32 staging: the least any configuration needs
-    assert (c.used, c.limit, c.unit) == (278_528, 166_912, "B")
-    assert "278,528 B needed > 166,912 B limit on a100-sxm4-80gb" in c.text and c.why
+    # the least shared memory any configuration asks (4 gates x 128 x 128 fp32 R = 262,144 B + staging)
     space = build_space("triton-fused", problem, A100)
-    need = min(
-        space.resources(a)["shared_memory_bytes_per_block"] for a in enumerate_all(_only(space.model, []))
-    )
-    assert c.used == need
-    assert _alternative(e, "head_dim").problem.head_dim == 64  # 80..112 still pad to 128
+    lhs = space.model.constraint("shared_memory_per_block").constraint.lhs
+    need = min(lhs.evaluate(a) for a in enumerate_all(_only(space.model, [])))
+    assert need > 262_144
+    assert (c.used, c.limit, c.unit) == (need, 166_912, "B")
+    assert f"{need:,} B needed > 166,912 B limit on a100-sxm4-80gb" in c.text and c.why
+    assert _assert_nearest_below(e, A100) <= 64  # 80..112 pad to 128 like 128 itself
     assert _alternative(e, "dtype").problem.dtype == "bfloat16"
     assert {a.family for a in e.alternatives if a.kind == "backend"} <= {"cuda-alternating", "cuda-fused"}
     for a in e.alternatives:  # every alternative offered really is feasible
@@ -62,10 +70,9 @@ def test_triton_d1024_lists_every_resource_that_rules_it_out():
     assert _names(e, 1) == ["shared_memory_per_block"]
     assert {"registers_per_block", "registers_per_thread"} <= set(_names(e))
     text = e.to_text()
-    assert "8,454,144 B needed > 166,912 B" in text and "Conflict 2" in text
-    below = _alternative(e, "head_dim").problem
-    assert below.head_dim == 128
-    assert not is_feasible(dataclasses.replace(below, head_dim=144), A100, "triton-fused")
+    assert f"{e.conflicts[0].used:,} B needed > 166,912 B" in text and "Conflict 2" in text
+    assert e.conflicts[0].used > 4 * 1024 * 1024 * 2  # at least R itself: 4 x 1024^2 bf16
+    assert _assert_nearest_below(e, A100) <= 128  # 144 and up pad to 256: 4 x 256^2 bf16 R is 512 KB
 
 
 def test_training_needs_r_and_its_transpose_forward_only_fits():

@@ -22,6 +22,7 @@ from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import DTYPE_BYTES, MAX_HEAD_DIM, Problem
 from tunekit.solvers import Compare, Max, Model, NamedConstraint, ceil_div, solve, top_k
 from tunekit.solvers import explain as conflicting_constraints
+from tunekit.vectorized import vector_solutions
 
 __all__ = ["Alternative", "Conflict", "Explanation", "explain", "explain_space", "is_feasible"]
 
@@ -139,7 +140,9 @@ def _check_family(family: object) -> str:
 
 def is_feasible(problem: Problem, gpu: GPUProfile, family: str) -> bool:
     """True when ``family`` has at least one feasible configuration for ``problem`` on ``gpu``."""
-    return solve(_copy(build_space(family, problem, gpu).model)) is not None
+    model = build_space(family, problem, gpu).model
+    found = vector_solutions(model)  # numpy over the whole space: fast where a proof of "none" is slow
+    return bool(found) if found is not None else solve(_copy(model)) is not None
 
 
 def explain(problem: Problem, gpu: str | GPUProfile, family: str) -> Explanation:

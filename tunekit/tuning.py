@@ -12,21 +12,17 @@ nearest shapes that work.
 
 from __future__ import annotations
 
-import math
-import operator
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tunekit.constraints import FAMILIES, build_space
 from tunekit.cost import estimate
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import KernelConfig, Problem
-from tunekit.solvers import AllOf, AnyOf, Compare, Divides, Implies, Model, Not, Truth, enumerate_all
-from tunekit.solvers.expr import CeilDiv, Const, FloorDiv, MaxOf, MinOf, Prod, Sum, Var
+from tunekit.solvers import Model, enumerate_all
+from tunekit.vectorized import VECTOR_MAX_POINTS, vector_solutions
 
 __all__ = [
     "BACKENDS",
@@ -46,8 +42,6 @@ BACKENDS: tuple[str, ...] = ("auto", *FAMILIES)
 # domains (exact, the same set as the solvers; spaces up to VECTOR_MAX_POINTS). "auto": "vector"
 # where the space is that small, else "native".
 SOLVERS: tuple[str, ...] = ("auto", "native", "cpsat", "vector", "brute")
-VECTOR_MAX_POINTS = 1 << 20
-_INT64_SAFE = 1 << 62
 # A constraint whose used/limit reaches this share is reported as binding: the configuration sits
 # at the edge of that resource, and a slightly larger shape would need another configuration.
 BINDING_RATIO = 0.95
@@ -213,104 +207,6 @@ def _predicted(space: Any, assignment: Mapping[str, int]) -> dict[str, float]:
     predicted.update(cost.terms())
     predicted["time_us_per_step"] = cost.total_us_per_step
     return predicted
-
-
-# ---- "vector": the named constraints evaluated with numpy over the Cartesian product ---------------
-
-
-class _Unsupported(Exception):
-    """An expression the vector evaluator cannot handle exactly (a new node type, int64 overflow)."""
-
-
-_COMPARE = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, "<": operator.lt, ">=": operator.ge}
-_COMPARE[">"] = operator.gt
-
-
-def _checked(value: Any) -> Any:
-    if isinstance(value, np.ndarray) and value.size and int(np.abs(value).max()) >= _INT64_SAFE:
-        raise _Unsupported("int64 range")
-    return value
-
-
-def _bound(value: Any) -> int:
-    return int(np.abs(value).max()) if isinstance(value, np.ndarray) and value.size else abs(int(value))
-
-
-def _vexpr(e: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any]) -> Any:
-    """Value of expression ``e`` at every point (an int64 array, or an int where it is constant)."""
-    key = id(e)
-    if key in memo:
-        return memo[key]
-    if isinstance(e, Const):
-        out: Any = e.value
-    elif isinstance(e, Var):
-        out = env[e.name]
-    elif isinstance(e, Sum):
-        parts = [(c, _vexpr(t, env, memo)) for c, t in e.terms]
-        if abs(e.constant) + sum(abs(c) * _bound(v) for c, v in parts) >= _INT64_SAFE:
-            raise _Unsupported("int64 range")
-        out = e.constant + sum(c * v for c, v in parts)
-    elif isinstance(e, Prod):
-        out = 1
-        for f in e.factors:
-            v = _vexpr(f, env, memo)
-            if _bound(out) * _bound(v) >= _INT64_SAFE:
-                raise _Unsupported("int64 range")
-            out = out * v
-    elif isinstance(e, (FloorDiv, CeilDiv)):
-        a, d = _vexpr(e.arg, env, memo), _vexpr(e.d, env, memo) if not isinstance(e.d, int) else e.d
-        out = a // d if isinstance(e, FloorDiv) else -(-a // d)
-    elif isinstance(e, (MinOf, MaxOf)):
-        values = [_vexpr(a, env, memo) for a in e.args]
-        out = (np.minimum if isinstance(e, MinOf) else np.maximum).reduce(np.broadcast_arrays(*values))
-    else:
-        raise _Unsupported(type(e).__name__)
-    memo[key] = _checked(out)
-    return out
-
-
-def _vholds(c: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any], n: int) -> np.ndarray:
-    """Whether constraint ``c`` holds at each of the ``n`` points."""
-    if isinstance(c, Compare):
-        out = _COMPARE[c.op](_vexpr(c.lhs, env, memo), _vexpr(c.rhs, env, memo))
-    elif isinstance(c, Divides):
-        a, b = _vexpr(c.a, env, memo), _vexpr(c.b, env, memo)
-        out = np.where(np.equal(a, 0), np.equal(b, 0), np.equal(b % np.where(np.equal(a, 0), 1, a), 0))
-    elif isinstance(c, Not):
-        out = ~_vholds(c.inner, env, memo, n)
-    elif isinstance(c, (AnyOf, AllOf)):
-        parts = [_vholds(p, env, memo, n) for p in c.parts]
-        out = (np.logical_or if isinstance(c, AnyOf) else np.logical_and).reduce(parts)
-    elif isinstance(c, Implies):
-        out = ~_vholds(c.cond, env, memo, n) | _vholds(c.then, env, memo, n)
-    elif isinstance(c, Truth):
-        out = c.value
-    else:
-        raise _Unsupported(type(c).__name__)
-    return np.broadcast_to(np.asarray(out, dtype=bool), (n,))
-
-
-def vector_solutions(model: Model) -> list[dict[str, int]] | None:
-    """Every solution of ``model`` in ``enumerate_all``'s order, by numpy over the Cartesian product of
-    the domains; None when the product exceeds VECTOR_MAX_POINTS or an expression is not supported."""
-    variables = model.variables
-    sizes = [len(v.domain) for v in variables]
-    n = math.prod(sizes)
-    if n > VECTOR_MAX_POINTS:
-        return None
-    # Row-major product of the ascending domains: lexicographic in declaration order, as enumerate_all.
-    grids = np.meshgrid(*[np.asarray(v.domain.values, dtype=np.int64) for v in variables], indexing="ij")
-    env = {v.name: g.reshape(-1) for v, g in zip(variables, grids, strict=True)}
-    keep = np.ones(n, dtype=bool)
-    memo: dict[int, Any] = {}
-    try:
-        for nc in model.constraints:
-            keep &= _vholds(nc.constraint, env, memo, n)
-    except _Unsupported:
-        return None
-    names = [v.name for v in variables]
-    columns = [env[name][keep].tolist() for name in names]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _solutions(model: Model, solver: str) -> tuple[list[dict[str, int]], str]:

@@ -1,0 +1,124 @@
+"""The "vector" solver: every named constraint of a model evaluated with numpy at once, over the
+whole Cartesian product of the variables' domains.
+
+The kernel-family models have 10^2-10^5 points and constraints made of deep ceil/floor/min/max
+expressions whose interval bounds prune little, so a depth-first search visits nearly every point
+in Python (~40 µs each); one numpy pass over all points is 10-20x faster and exact. Shared
+subexpressions are evaluated once. Anything it cannot evaluate exactly (a node type it does not
+know, a value that could leave int64) makes :func:`vector_solutions` return None, so the caller
+falls back to a real solver. The tuner re-checks every configuration it returns with the IR's
+plain-Python ``holds`` anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tunekit.solvers import AllOf, AnyOf, Compare, Divides, Implies, Model, Not, Truth
+from tunekit.solvers.expr import CeilDiv, Const, FloorDiv, MaxOf, MinOf, Prod, Sum, Var
+
+__all__ = ["VECTOR_MAX_POINTS", "vector_solutions"]
+
+# Points evaluated at most (int64 arrays of this length per subexpression: 8 MB each).
+VECTOR_MAX_POINTS = 1 << 20
+_INT64_SAFE = 1 << 62
+
+
+class _Unsupported(Exception):
+    """An expression the vector evaluator cannot handle exactly (a new node type, int64 overflow)."""
+
+
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, "<": operator.lt, ">=": operator.ge}
+_COMPARE[">"] = operator.gt
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.size and int(np.abs(value).max()) >= _INT64_SAFE:
+        raise _Unsupported("int64 range")
+    return value
+
+
+def _bound(value: Any) -> int:
+    return int(np.abs(value).max()) if isinstance(value, np.ndarray) and value.size else abs(int(value))
+
+
+def _vexpr(e: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any]) -> Any:
+    """Value of expression ``e`` at every point (an int64 array, or an int where it is constant)."""
+    key = id(e)
+    if key in memo:
+        return memo[key]
+    if isinstance(e, Const):
+        out: Any = e.value
+    elif isinstance(e, Var):
+        out = env[e.name]
+    elif isinstance(e, Sum):
+        parts = [(c, _vexpr(t, env, memo)) for c, t in e.terms]
+        if abs(e.constant) + sum(abs(c) * _bound(v) for c, v in parts) >= _INT64_SAFE:
+            raise _Unsupported("int64 range")
+        out = e.constant + sum(c * v for c, v in parts)
+    elif isinstance(e, Prod):
+        out = 1
+        for f in e.factors:
+            v = _vexpr(f, env, memo)
+            if _bound(out) * _bound(v) >= _INT64_SAFE:
+                raise _Unsupported("int64 range")
+            out = out * v
+    elif isinstance(e, (FloorDiv, CeilDiv)):
+        a, d = _vexpr(e.arg, env, memo), _vexpr(e.d, env, memo) if not isinstance(e.d, int) else e.d
+        out = a // d if isinstance(e, FloorDiv) else -(-a // d)
+    elif isinstance(e, (MinOf, MaxOf)):
+        values = [_vexpr(a, env, memo) for a in e.args]
+        out = (np.minimum if isinstance(e, MinOf) else np.maximum).reduce(np.broadcast_arrays(*values))
+    else:
+        raise _Unsupported(type(e).__name__)
+    memo[key] = _checked(out)
+    return out
+
+
+def _vholds(c: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any], n: int) -> np.ndarray:
+    """Whether constraint ``c`` holds at each of the ``n`` points."""
+    if isinstance(c, Compare):
+        out = _COMPARE[c.op](_vexpr(c.lhs, env, memo), _vexpr(c.rhs, env, memo))
+    elif isinstance(c, Divides):
+        a, b = _vexpr(c.a, env, memo), _vexpr(c.b, env, memo)
+        out = np.where(np.equal(a, 0), np.equal(b, 0), np.equal(b % np.where(np.equal(a, 0), 1, a), 0))
+    elif isinstance(c, Not):
+        out = ~_vholds(c.inner, env, memo, n)
+    elif isinstance(c, (AnyOf, AllOf)):
+        parts = [_vholds(p, env, memo, n) for p in c.parts]
+        out = (np.logical_or if isinstance(c, AnyOf) else np.logical_and).reduce(parts)
+    elif isinstance(c, Implies):
+        out = ~_vholds(c.cond, env, memo, n) | _vholds(c.then, env, memo, n)
+    elif isinstance(c, Truth):
+        out = c.value
+    else:
+        raise _Unsupported(type(c).__name__)
+    return np.broadcast_to(np.asarray(out, dtype=bool), (n,))
+
+
+def vector_solutions(model: Model) -> list[dict[str, int]] | None:
+    """Every solution of ``model`` in ``enumerate_all``'s order, by numpy over the Cartesian product of
+    the domains; None when the product exceeds VECTOR_MAX_POINTS or an expression is not supported."""
+    variables = model.variables
+    sizes = [len(v.domain) for v in variables]
+    n = math.prod(sizes)
+    if n > VECTOR_MAX_POINTS:
+        return None
+    # Row-major product of the ascending domains: lexicographic in declaration order, as enumerate_all.
+    grids = np.meshgrid(*[np.asarray(v.domain.values, dtype=np.int64) for v in variables], indexing="ij")
+    env = {v.name: g.reshape(-1) for v, g in zip(variables, grids, strict=True)}
+    keep = np.ones(n, dtype=bool)
+    memo: dict[int, Any] = {}
+    try:
+        for nc in model.constraints:
+            keep &= _vholds(nc.constraint, env, memo, n)
+    except _Unsupported:
+        return None
+    names = [v.name for v in variables]
+    columns = [env[name][keep].tolist() for name in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
