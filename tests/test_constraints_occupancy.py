@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from tunekit.constraints import build_space
+from tunekit.constraints import FAMILIES, build_space
 from tunekit.constraints.occupancy import (
     blocks_per_sm,
     mma_shape,
@@ -95,3 +95,21 @@ def test_build_space_rejects_unknown_family_listing_the_known_ones():
 def test_build_space_accepts_a_profile_name():
     space = build_space("triton-fused", Problem("elman", 16, 1, 32), "a100")
     assert space.gpu.name == "a100-sxm4-80gb"
+
+
+def test_every_family_reports_the_required_resources_and_named_limits():
+    p = Problem("lstm", batch=5, heads=2, head_dim=48)
+    for family in FAMILIES:
+        space = build_space(family, p, load_profile("a100"))
+        assignment = space.enumerate()[0]
+        res = space.resources(assignment)
+        assert {
+            "threads_per_block",
+            "blocks",
+            "registers_per_thread",
+            "shared_memory_bytes_per_block",
+        } <= set(res)
+        names = {c.name for c in space.model.constraints}
+        for name, used, limit, unit in space.limits(assignment):
+            assert name in names and used <= limit and unit in {"B", "registers", "threads", "blocks"}
+        assert all(c.why for c in space.model.constraints), "every constraint states its hardware fact"

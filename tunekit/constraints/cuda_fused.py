@@ -148,6 +148,8 @@ def build_model(problem: Problem, gpu: Any) -> Space:
           why="an SM has 4 tensor-core sub-partitions, one per scheduler: 4 warps use them all")  # fmt: skip
     m.add("no_idle_row_warps", warps_rows <= first["m_tiles"],
           why=f"a warp along rows needs at least one m{mm} tile of the block's rows")  # fmt: skip
+    m.add("no_idle_k_warps", warps_k * mk <= first["k"],
+          why=f"a warp along k needs at least one k{mk} mma step of the block's k slice")  # fmt: skip
     m.add("warps_k_for_short_rows", AnyOf(warps_k == 1, first["row_tiles"] <= 2),
           why="a k split over warps adds a shared-memory reduction: only at <= 2 row tiles each")  # fmt: skip
     m.add("split_k_after_rows", AnyOf(k_per_block == D, hidden_per_block == hb_min),
