@@ -258,8 +258,8 @@ def _conflict(space: Any, name: str, names: list[str], flagged: set[str], group:
     full = _full(model, closest)
     unit = next((u for n, _, _, u in space.limits(full) if n == name), "")
     sides = nc.constraint.sides(full)
-    if sides is None:
-        text = f"{_label(name)}: cannot hold" + (
+    if sides is None:  # a rule such as AnyOf(...) or Implies(...): no two sides to compare
+        text = f"{_label(name)}: no configuration satisfies it" + (
             f" together with {', '.join(n.name for n in others)}" if others else ""
         )
         return Conflict(name, nc.why, text, None, None, unit, closest, group)

@@ -12,6 +12,8 @@ nearest shapes that work.
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,16 +50,29 @@ BINDING_RATIO = 0.95
 
 
 class NoFeasibleConfig(ValueError):
-    """No family in question has a feasible configuration; ``explanations`` says why, per family."""
+    """No family in question has a feasible configuration; ``explanations`` says why, per family.
 
-    def __init__(self, problem: Problem, gpu: GPUProfile, explanations: Sequence[Any]) -> None:
+    The explanations (conflicting constraints with numbers, nearest feasible shapes: a few dozen
+    solver calls) are computed when first read, so a caller that only needs "nothing fits" does not
+    pay for them.
+    """
+
+    def __init__(self, problem: Problem, gpu: GPUProfile, spaces: Sequence[Any]) -> None:
         self.problem = problem
         self.gpu = gpu
-        self.explanations = tuple(explanations)
-        why = "; ".join(
-            f"{e.family}: {', '.join(c.name for c in e.conflicts) or 'empty'}" for e in explanations
+        self.spaces = tuple(spaces)
+        tried = ", ".join(space.family for space in self.spaces)
+        super().__init__(
+            f"no feasible configuration for {_describe(problem)} on {gpu.name} (tried {tried}); "
+            "`tunekit explain` (or this error's .explanations) says why and what fits nearby"
         )
-        super().__init__(f"no feasible configuration for {_describe(problem)} on {gpu.name} ({why})")
+
+    @functools.cached_property
+    def explanations(self) -> tuple[Any, ...]:
+        """One :class:`tunekit.explain.Explanation` per family tried."""
+        from tunekit.explain import explain_space
+
+        return tuple(explain_space(space) for space in self.spaces)
 
     def to_text(self) -> str:
         """Every family's explanation, for people."""
@@ -204,7 +219,7 @@ def _verify(space: Any, assignment: Mapping[str, int], solver: str) -> None:
 def _predicted(space: Any, assignment: Mapping[str, int]) -> dict[str, float]:
     cost = estimate(space, assignment)
     predicted: dict[str, float] = dict(space.resources(assignment))
-    predicted.update(cost.terms())
+    predicted.update((k, v) for k, v in cost.terms().items() if k != "total_us_per_step")
     predicted["time_us_per_step"] = cost.total_us_per_step
     return predicted
 
@@ -224,12 +239,21 @@ def _solutions(model: Model, solver: str) -> tuple[list[dict[str, int]], str]:
     return enumerate_all(model, backend=solver), solver
 
 
+def _time_us(space: Any, assignment: Mapping[str, int]) -> float:
+    """Predicted µs per step; a cost model that fails on a point scores it infinitely slow (STYLE §7):
+    the point is then either never returned or caught as infeasible by ``_verify``."""
+    try:
+        return estimate(space, assignment).total_us_per_step
+    except (ArithmeticError, ValueError):
+        return math.inf
+
+
 def _rank_family(
     space: Any, solver: str, top: int
 ) -> tuple[int, list[tuple[float, int, dict[str, int]]], str]:
     """(feasible count, the ``top`` best as (time, solver order, assignment), the solver used)."""
     solutions, used = _solutions(space.model, solver)
-    timed = [(estimate(space, a).total_us_per_step, i, a) for i, a in enumerate(solutions)]
+    timed = [(_time_us(space, a), i, a) for i, a in enumerate(solutions)]
     timed.sort(key=lambda item: item[:2])  # ties: the solvers' deterministic order
     return len(solutions), timed[:top], used
 
@@ -268,9 +292,7 @@ def tune(
         ranked += [(t, f_index, i, a) for t, i, a in best]
     counts["total"] = sum(counts.values())
     if not ranked:
-        from tunekit.explain import explain_space
-
-        raise NoFeasibleConfig(problem, profile, [explain_space(spaces[f]) for f in families])
+        raise NoFeasibleConfig(problem, profile, [spaces[f] for f in families])
 
     ranked.sort(key=lambda item: item[:3])
     candidates = []

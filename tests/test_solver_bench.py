@@ -1,0 +1,85 @@
+"""The solver benchmark: a quick sweep writes a Markdown and a JSON report with timings, counts, coverage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tunekit.bench.solver_bench as bench
+from tunekit.bench.solver_bench import Grid, coverage, run, write_reports
+from tunekit.cli import main
+from tunekit.constraints import FAMILIES
+from tunekit.explain import is_feasible
+from tunekit.hardware import load_profile
+from tunekit.problem import Problem
+
+A100 = load_profile("a100")
+
+TWO_SHAPES = Grid(
+    cells=("lstm",),
+    head_dims=(64, 768),
+    heads=(1,),
+    batches=(16,),
+    dtypes=("bfloat16",),
+    gpus=("a100",),
+    solvers=(("auto", 1), ("native", 1), ("cpsat", 2)),
+    coverage_dims=(64, 128),
+    coverage_pairs=(("lstm", "float32"), ("gru", "bfloat16")),
+)
+
+
+def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
+    report = run(TWO_SHAPES)
+    assert report["shapes"] == 2
+    for solver, n in (("auto", 2), ("native", 2), ("cpsat", 1)):  # cpsat samples every 2nd shape
+        stats = report["summary_ms"][solver]
+        assert stats["n"] == n and 0 < stats["median"] <= stats["p90"] <= stats["max"]
+    for row in report["rows"]:
+        assert row["gpu"] == "a100-sxm4-80gb"
+        assert set(row["auto"]["feasible"]) == set(FAMILIES)
+        assert row["auto"]["backend"] in FAMILIES
+    assert report["solvers_compared"] == 1 and report["solvers_disagree"] == []
+    assert [(c["cell"], c["dtype"]) for c in report["coverage"]] == [("lstm", "float32"), ("gru", "bfloat16")]
+    assert not report["baselines"]["available"]
+
+    md, js = write_reports(report, tmp_path)
+    assert json.loads(js.read_text())["summary_ms"] == json.loads(json.dumps(report["summary_ms"]))
+    text = md.read_text()
+    for heading in ("## Time per problem (ms)", "## Feasibility", "## Coverage", "## Baselines side by side"):
+        assert heading in text
+    assert "Baseline columns empty" in text
+    assert "| native | all | 2 |" in text and "| cpsat | all | 1 |" in text
+
+
+def test_coverage_reports_the_largest_feasible_head_dim():
+    dims = [32, 64, 128, 256]
+    rows = coverage("a100", "triton-fused", [("lstm", "bfloat16"), ("lstm", "float32")], dims)
+    for row in rows:
+        fits = [
+            d
+            for d in dims
+            if is_feasible(Problem("lstm", 16, 1, d, dtype=row["dtype"]), A100, "triton-fused")
+        ]
+        assert row["feasible"] == len(fits) and row["largest_feasible"] == fits[-1]
+        assert row["monotone"] and row["holes"] == []
+    bf16, fp32 = (r["largest_feasible"] for r in rows)
+    assert fp32 < bf16 <= 128  # 4 x 256^2 x 2 B of R alone is 512 KB; fp32 doubles every tile
+
+
+def test_coverage_lists_holes(monkeypatch: pytest.MonkeyPatch):
+    # a model whose D=96 space is empty while D=64 and D=128 have solutions: a hole
+    monkeypatch.setattr(bench, "_feasible", lambda space: space.problem.head_dim != 96)
+    (row,) = coverage("a100", "triton-fused", [("lstm", "bfloat16")], [64, 96, 128])
+    assert row["holes"] == [96] and not row["monotone"] and row["largest_feasible"] == 128
+
+
+def test_bench_solvers_command_quick(tmp_path: Path):
+    result = CliRunner().invoke(
+        main, ["bench", "solvers", "--quick", "--solver", "native", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "native: 2 shapes" in result.stdout and "auto" not in result.stdout
+    assert (tmp_path / "solver_bench.md").exists() and (tmp_path / "solver_bench.json").exists()

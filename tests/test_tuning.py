@@ -1,0 +1,193 @@
+"""tunekit.tune: all feasible configurations enumerated, ranked by cost, re-verified; explained when none."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tunekit.tuning as tuning
+from tunekit.constraints import FAMILIES, build_space
+from tunekit.cost import estimate
+from tunekit.hardware import load_profile
+from tunekit.problem import Problem
+from tunekit.solvers import Model, Range, enumerate_all
+from tunekit.tuning import NoFeasibleConfig, TuneResult, binding_constraints, tune
+from tunekit.vectorized import vector_solutions
+
+A100 = load_profile("a100")
+QUICK_START = Problem("lstm", batch=16, heads=1, head_dim=768)
+SMALL = Problem("lstm", batch=16, heads=1, head_dim=64)
+RESOURCES = ("threads_per_block", "blocks", "registers_per_thread", "shared_memory_bytes_per_block")
+
+
+@pytest.fixture(scope="module")
+def quick_start() -> TuneResult:
+    return tune(QUICK_START, "a100")
+
+
+def test_auto_returns_ranked_verified_candidates(quick_start: TuneResult):
+    r = quick_start
+    assert r.backend in FAMILIES and r.config.family == r.backend
+    assert r.gpu == A100 and r.problem == QUICK_START and r.solver == "vector"  # "auto" on small spaces
+    assert r.candidates[0].config == r.config and 1 <= len(r.candidates) <= 5
+    times = [c.time_us_per_step for c in r.candidates]
+    assert times == sorted(times)
+    for c in r.candidates:  # independent check: each candidate's space says it violates nothing
+        space = build_space(c.backend, QUICK_START, A100)
+        assert space.violated(c.config) == []
+        assert all(k in c.predicted for k in (*RESOURCES, "time_us_per_step"))
+        assert c.predicted["time_us_per_step"] > 0
+    assert r.feasible_count["total"] == sum(r.feasible_count[f] for f in FAMILIES)
+    assert r.feasible_count["total"] > 0 and r.solve_seconds > 0
+
+
+def test_auto_picks_the_fastest_feasible_family(quick_start: TuneResult):
+    best = {}
+    for family in FAMILIES:
+        try:
+            best[family] = tune(QUICK_START, "a100", backend=family, top=1).candidates[0].time_us_per_step
+        except NoFeasibleConfig:
+            continue
+    assert best, "some family must fit an LSTM with D=768 on an A100"
+    assert quick_start.backend == min(best, key=best.get)
+    assert quick_start.predicted["time_us_per_step"] == pytest.approx(min(best.values()))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_top_k_are_the_k_cheapest_of_all_feasible(family: str):
+    space = build_space(family, SMALL, A100)
+    every = enumerate_all(space.model)
+    if not every:
+        pytest.skip(f"{family} has no configuration for {SMALL}")
+    costs = sorted(estimate(space, a).total_us_per_step for a in every)
+    result = tune(SMALL, A100, backend=family, top=3)
+    assert result.feasible_count == {family: len(every), "total": len(every)}
+    assert [c.time_us_per_step for c in result.candidates] == pytest.approx(costs[:3])
+    assert all(c.backend == family for c in result.candidates)
+
+
+def test_solvers_agree():
+    solvers = ("native", "cpsat", "brute", "vector")
+    results = [tune(SMALL, "a100", backend="triton-fused", solver=s) for s in solvers]
+    assert [r.solver for r in results] == list(solvers)
+    names = {tuple(c.config.name for c in r.candidates) for r in results}
+    assert len(names) == 1
+    assert len({tuple(r.feasible_count.items()) for r in results}) == 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "problem",
+    [
+        Problem("lstm", batch=64, heads=1, head_dim=768),
+        Problem("gru", batch=16, heads=4, head_dim=64, dtype="float32", direction="both"),
+        Problem("slstm", batch=1, heads=1, head_dim=4096, dtype="float16", direction="backward"),
+        Problem("elman", batch=5, heads=3, head_dim=200),
+    ],
+    ids=lambda p: f"{p.cell}-{p.tag}-{p.direction}",
+)
+def test_vector_evaluation_finds_exactly_the_native_solutions(family: str, problem: Problem):
+    model = build_space(family, problem, A100).model
+    assert vector_solutions(model) == enumerate_all(model, backend="native")
+
+
+def test_vector_refuses_what_it_cannot_evaluate_exactly():
+    model = Model("big")
+    x, y = model.int_var("x", Range(1, 10)), model.int_var("y", Range(1, 10))
+    model.add("huge", x * (1 << 40) * y * (1 << 30) >= 0, why="beyond int64")
+    assert vector_solutions(model) is None
+    assert len(enumerate_all(model)) == 100
+    too_many = Model("many")
+    for name in "abcdefg":
+        too_many.int_var(name, Range(1, 10))
+    assert vector_solutions(too_many) is None  # 10^7 points > VECTOR_MAX_POINTS
+
+
+def test_a_solver_answer_that_breaks_a_constraint_raises(monkeypatch: pytest.MonkeyPatch):
+    def lying_solver(model, backend="native"):
+        return [{v.name: v.domain.hi for v in model.variables}]  # the largest of everything
+
+    monkeypatch.setattr(tuning, "enumerate_all", lying_solver)
+    fp32 = Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float32")  # nothing fits: any answer lies
+    with pytest.raises(RuntimeError, match="solver bug"):
+        tune(fp32, "a100", backend="triton-fused", solver="native")
+
+
+class _FixedLimits:
+    """A space whose limits are fixed numbers (used, limit) at any assignment."""
+
+    def limits(self, assignment):
+        return [
+            ("shared_memory_per_block", 163_840, 166_912, "B"),
+            ("registers_per_thread", 200, 255, "registers"),
+            ("threads_per_block", 1024, 1024, "threads"),
+            ("co_residency", 108, 108 * 0, "blocks"),  # a zero limit is never "binding": it is broken
+        ]
+
+
+def test_binding_constraints_read_like_the_design():
+    assert binding_constraints(_FixedLimits(), {}) == (
+        "threads_per_block: 1,024 / 1,024 threads (100%)",
+        "shared_memory_per_block: 163,840 / 166,912 B (98%)",
+    )
+
+
+def test_binding_constraints_of_real_candidates(quick_start: TuneResult):
+    for c in quick_start.candidates:
+        space = build_space(c.backend, QUICK_START, A100)
+        full = {**c.config.params}
+        tight = {name for name, used, limit, _ in space.limits(full) if limit > 0 and used >= 0.95 * limit}
+        assert {line.split(":")[0] for line in c.binding_constraints} == tight
+
+
+def test_nothing_feasible_raises_with_the_explanation():
+    problem = Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float32")
+    with pytest.raises(NoFeasibleConfig) as info:
+        tune(problem, "a100", backend="triton-fused")
+    err = info.value
+    assert isinstance(err, ValueError) and "tried triton-fused" in str(err)
+    assert [e.family for e in err.explanations] == ["triton-fused"]
+    assert "shared_memory_per_block" in [c.name for c in err.explanations[0].conflicts]
+    assert "B needed > 166,912 B limit" in err.to_text()
+    assert json.loads(json.dumps(err.to_json_dict()))["explanations"][0]["feasible"] is False
+
+
+def test_json_has_the_design_schema(quick_start: TuneResult):
+    data = json.loads(json.dumps(quick_start.to_json_dict()))
+    for key in ("gpu", "cell", "backend", "problem", "config", "predicted", "binding_constraints"):
+        assert key in data
+    for key in ("candidates", "feasible_count", "solver", "solve_seconds"):
+        assert key in data
+    assert data["gpu"] == "a100-sxm4-80gb" and data["cell"] == "lstm"
+    assert data["problem"] == {
+        "batch": 16,
+        "heads": 1,
+        "head_dim": 768,
+        "dtype": "bfloat16",
+        "direction": "forward",
+    }
+    assert data["config"] == quick_start.config.params
+    assert all(k in data["predicted"] for k in (*RESOURCES, "time_us_per_step"))
+    assert isinstance(data["feasible_count"], int) and data["solver"] == "vector"
+    assert data["candidates"][0]["config"] == data["config"]
+    assert all(
+        set(c) >= {"backend", "config", "predicted", "binding_constraints"} for c in data["candidates"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"problem": "lstm"}, "problem: got str"),
+        ({"gpu": "a10O"}, "unknown GPU 'a10O'"),
+        ({"backend": "cuda"}, "backend: got 'cuda'"),
+        ({"solver": "gurobi"}, "solver: got 'gurobi'"),
+        ({"top": 0}, "top: got 0"),
+    ],
+    ids=["problem", "gpu", "backend", "solver", "top"],
+)
+def test_bad_arguments_raise_value_errors_naming_them(kwargs: dict, match: str):
+    args = {"problem": SMALL, "gpu": "a100", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        tune(**args)
