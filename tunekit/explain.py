@@ -107,8 +107,8 @@ class Explanation:
         else:
             lines = [f"{head}: no feasible configuration."]
             for group in sorted({c.group for c in self.conflicts}):
-                lifted = "1" if group == 2 else f"1-{group - 1}"
-                lift = "" if group == 1 else f"; left when conflict {lifted} is lifted"
+                lifted = "conflict 1 is" if group == 2 else f"conflicts 1-{group - 1} are"
+                lift = "" if group == 1 else f"; left when {lifted} lifted"
                 lines.append(f"Conflict {group} (these constraints cannot all hold{lift}):")
                 for c in self.conflicts:
                     if c.group == group:

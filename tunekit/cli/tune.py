@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import click
+from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
@@ -117,17 +118,23 @@ def _print_result(console: Console, result: Any) -> None:
     console.print(f"Config {result.config.name}")
     console.print(f"  {_params(result.config.params)}")
 
-    table = Table(title="Predicted", show_header=False, title_justify="left")
+    table = Table(title="Predicted resources", show_header=False, title_justify="left")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, label in _RESOURCE_ROWS:
         table.add_row(label, _number(predicted[key]))
-    shown = {k for k, _ in _RESOURCE_ROWS} | {"time_us_per_step"}
-    for key, value in predicted.items():
-        if key not in shown:
-            table.add_row(key.replace("_", " "), _number(value))
-    table.add_row("[bold]time per step (µs)[/bold]", f"[bold]{predicted['time_us_per_step']:.3f}[/bold]")
-    console.print(table)
+    costs = Table(title="Predicted µs per step", show_header=False, title_justify="left")
+    costs.add_column("term")
+    costs.add_column("µs", justify="right")
+    terms = [k for k in predicted if k.endswith("_us") and k != "time_us_per_step"]
+    for key in terms:
+        costs.add_row(key.removesuffix("_us").replace("_", " "), f"{predicted[key]:.3f}")
+    costs.add_row("[bold]total[/bold]", f"[bold]{predicted['time_us_per_step']:.3f}[/bold]")
+    console.print(Columns([table, costs]))
+    shown = {k for k, _ in _RESOURCE_ROWS} | set(terms) | {"time_us_per_step"}
+    others = ", ".join(f"{k}={_number(v)}" for k, v in predicted.items() if k not in shown)
+    if others:
+        console.print(f"Also: {others}")
 
     if result.binding_constraints:
         console.print("Binding constraints (>= 95% of the limit):")
