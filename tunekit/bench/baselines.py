@@ -448,6 +448,8 @@ def run(
         kt = asdict(time_kernel_tuner(cell, d, heads, batch, dtype, lim))
         tk = _time_tunekit(cell, d, heads, batch, dtype, gpu)
         ratio = fr["seconds"] / tk["seconds"] if fr["seconds"] and tk.get("seconds") else None
+        fr_cpu, tk_cpu = fr["details"].get("cpu_seconds"), tk.get("cpu_seconds")
+        cpu_ratio = fr_cpu / tk_cpu if fr_cpu and tk_cpu else None
         rows.append(
             {
                 **key,
@@ -456,6 +458,7 @@ def run(
                 "kernel_tuner": kt,
                 "tunekit": tk,
                 "ratio_flashrnn_over_tunekit": ratio,
+                "cpu_ratio_flashrnn_over_tunekit": cpu_ratio,
             }
         )
         print(
@@ -502,10 +505,22 @@ def _secs(wall: float, cpu: float | None) -> str:
     return f"{wall:.{digits}f}" + (f" ({cpu:.{digits}f})" if cpu is not None else "")
 
 
-def _short(sol: Mapping[str, int] | None, prefix: str = "FLASHRNN_FORWARD_") -> str:
+# FlashRNN forward variables shown in the report (the full solution is in the JSON), short label first.
+_PICK = (
+    ("rt_gate", "RECURRENT_TILING_COUNT_GATE"),
+    ("rt_hidden", "RECURRENT_TILING_COUNT_HIDDEN"),
+    ("bt_batch", "BLOCK_TILING_COUNT_BATCH"),
+    ("wt_hidden", "WARP_TILING_COUNT_HIDDEN"),
+    ("wtile_b", "WARP_TILING_DIM_BATCH"),
+    ("wtile_g", "WARP_TILING_DIM_GATE"),
+    ("cached", "WARP_RECURRENT_CACHED_HIDDEN"),
+)
+
+
+def _short(sol: Mapping[str, int] | None) -> str:
     if not sol:
         return "—"
-    return ", ".join(f"{k.removeprefix(prefix).lower()}={v}" for k, v in sol.items() if k.startswith(prefix))
+    return " ".join(f"{label}={sol['FLASHRNN_FORWARD_' + name]}" for label, name in _PICK)
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -530,7 +545,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "includes waiting for other jobs and CPU time is the steadier figure.",
         "",
         "| D | FlashRNN s | found | fwd / bwd blocks | FlashRNN forward pick | Kernel Tuner s | KT configs | "
-        "tunekit s | tunekit feasible | FlashRNN / tunekit (wall) |",
+        "tunekit s | tunekit feasible | FlashRNN / tunekit, wall / cpu |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -541,7 +556,10 @@ def _markdown(report: dict[str, Any]) -> str:
         tk_s = (
             _secs(tk["seconds"], tk.get("cpu_seconds")) if tk.get("seconds") is not None else tk["note"][:50]
         )
-        ratio = f"{r['ratio_flashrnn_over_tunekit']:.0f}x" if r["ratio_flashrnn_over_tunekit"] else "—"
+        ratio = " / ".join(
+            f"{r[k]:.0f}x" if r.get(k) else "—"
+            for k in ("ratio_flashrnn_over_tunekit", "cpu_ratio_flashrnn_over_tunekit")
+        )
         fr_s = _secs(fr["seconds"], fr["details"].get("cpu_seconds")) + ("*" if r["flashrnn_cached"] else "")
         kt_s = _secs(kt["seconds"], kt["details"].get("cpu_seconds"))
         sol = fr["first_solution"]
