@@ -15,10 +15,19 @@ hidden units (gates interleaved, so the pointwise step needs no cross-block traf
   memory. That count is derived, not searched: a tile in registers skips a shared-memory read
   every step, so holding fewer is never faster (it is a resource, ``r_tiles_in_registers_per_warp``).
 
-Padding instead of divisibility: block rows round up to whole mma tiles per warp, the k slice to
-whole mma k steps per warp, D to whole blocks, B to whole batch tiles; every pad is a resource.
-Because hidden_per_block and k_per_block are ``ceil(D / s)`` for one fixed set of split counts s,
-every resource is non-decreasing in D, so feasibility is monotone in D (no FlashRNN-style holes).
+Padding instead of divisibility: block rows round up to whole m tiles (spread over the row warps,
+the last ones may hold one tile less), the k slice to whole k steps per warp, D to whole blocks, B
+to whole batch tiles; every pad is a resource. hidden_per_block and k_per_block are ``ceil(D / s)``
+for one fixed set of split counts s, so for fixed split counts and warps every resource is
+non-decreasing in D: feasibility is monotone in D (no FlashRNN-style holes; the tests check it on a
+sampled D grid, together with the pruning rules below).
+
+Pruning rules (named constraints, each the reason a configuration is dominated): at least 4 warps
+when the block has 4 mma tiles; no idle warps; a k split over warps only with <= 2 row tiles per
+warp; a k split over blocks only at the finest row split; at most half of a block's rows padding.
+
+Limits: one block serves one head, and batch blocks replicate R (``block_b`` <= 64), so problems
+with many heads or large batch x large D fall back to cuda-alternating.
 """
 
 from __future__ import annotations
