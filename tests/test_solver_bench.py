@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -83,3 +84,34 @@ def test_bench_solvers_command_quick(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "native: 2 shapes" in result.stdout and "auto" not in result.stdout
     assert (tmp_path / "solver_bench.md").exists() and (tmp_path / "solver_bench.json").exists()
+
+
+def test_baselines_read_flashrnn_from_its_stored_run(tmp_path: Path):
+    stored = tmp_path / "baselines.json"
+    flashrnn = {
+        "installed": True,
+        "seconds": 20.0,
+        "solutions_found": 1,
+        "note": "",
+        "details": {"cpu_seconds": 10.0},
+    }
+    row = {
+        "gpu": "a100-sxm4-80gb",
+        "cell": "lstm",
+        "head_dim": 64,
+        "heads": 1,
+        "batch": 16,
+        "dtype": "bfloat16",
+    }
+    stored.write_text(json.dumps({"generated_utc": "then", "rows": [{**row, "flashrnn": flashrnn}]}))
+    grid = dataclasses.replace(TWO_SHAPES, baseline_dims=(64, 96))
+    result = bench._baselines(grid, lambda _: None, stored)
+    assert result["available"] and "generated then" in result["note"]
+    d64, d96 = result["rows"]
+    assert d64["flashrnn"]["seconds"] == 20.0
+    assert d64["ratio_flashrnn_over_tunekit"] == pytest.approx(20.0 / d64["tunekit_seconds"])
+    assert d64["cpu_ratio_flashrnn_over_tunekit"] == pytest.approx(10.0 / d64["tunekit_cpu_seconds"])
+    assert not d96["flashrnn"]["installed"] and d96["ratio_flashrnn_over_tunekit"] is None
+    quick = dataclasses.replace(TWO_SHAPES, solvers=(("auto", 1),), coverage_dims=())
+    text = bench.render_markdown({**run(quick), "baselines": result})
+    assert "| a100-sxm4-80gb | 64 |" in text and "not measured for this shape" in text
