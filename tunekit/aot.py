@@ -2,13 +2,16 @@
 
 ``triton.compile`` lowers a ``@triton.jit`` function for a named architecture (``GPUTarget``) with
 no device present; it returns PTX, a cubin and ``metadata.shared`` (the dynamic shared memory the
-kernel asks at launch). Registers and spills are not in the metadata, so the PTX is assembled once
-more with the ptxas that Triton bundles, with Triton's own flags, under ``-v``; its log is parsed
-here. (Running ptxas ourselves also works when Triton's on-disk cache skips its own ptxas run.)
+kernel asks at launch). Registers and spills are not in the metadata: Triton runs its bundled ptxas
+under ``-v`` and, with ``knobs.nvidia.dump_ptxas_log``, prints that log, which is captured and parsed
+here. When Triton's on-disk cache skips its own ptxas run, the PTX is assembled once more with the
+same ptxas and flags (:func:`run_ptxas`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import subprocess
 import tempfile
@@ -195,8 +198,15 @@ def compile_triton_kernel(
     src = ASTSource(fn=kernel, signature=dict(signature), constexprs=dict(constexprs), attrs=dict(attrs))
     # FP fusion (fma) on, as the JIT does by default in 3.9; run_ptxas assumes it (no --fmad=false).
     options = {"num_warps": num_warps, "num_stages": num_stages, "enable_fp_fusion": True}
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
-    log = run_ptxas(compiled.asm["ptx"], arch)
+    printed = io.StringIO()
+    # Triton's make_cubin prints its ptxas -v log when dump_ptxas_log is set: capture it rather than
+    # assemble the PTX twice (ptxas is most of the time of a large or spilling kernel).
+    with triton.knobs.nvidia.scope(), contextlib.redirect_stdout(printed):
+        triton.knobs.nvidia.dump_ptxas_log = True
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+    log = printed.getvalue()
+    if f"Compiling entry function '{compiled.metadata.name}'" not in log:  # cache hit: no ptxas ran
+        log = run_ptxas(compiled.asm["ptx"], arch)
     seconds = time.perf_counter() - start
     usage = parse_ptxas_log(log, compiled.metadata.name)
     return CompileReport(

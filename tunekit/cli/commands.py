@@ -3,3 +3,4 @@
 from tunekit.cli import hw  # noqa: F401
 from tunekit.cli import tune  # noqa: F401
 from tunekit.cli import bench  # noqa: F401
+from tunekit.cli import validate  # noqa: F401
