@@ -38,6 +38,7 @@ def test_unknown_gpu_is_a_result_not_an_error():
         res = timer("lstm", 64, 1, 16, "bfloat16", "no-such-gpu")
         assert res.solutions_found == 0 and res.first_solution is None
         assert "unknown GPU" in res.note
+        assert res.installed is (HAS_FLASHRNN if res.tool == "flashrnn" else HAS_KERNEL_TUNER)
 
 
 def test_limits_from_profile_and_mapping():

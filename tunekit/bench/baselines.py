@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import multiprocessing
 import time
 import traceback
@@ -130,7 +131,8 @@ def _missing(tool: str, pip_name: str, err: Exception) -> BaselineResult:
 
 
 def _failed(tool: str, err: BaseException, details: Mapping[str, Any]) -> BaselineResult:
-    return BaselineResult(tool, True, 0.0, 0, None, f"{type(err).__name__}: {err}", dict(details))
+    installed = importlib.util.find_spec(tool) is not None  # e.g. an unknown GPU is found before the import
+    return BaselineResult(tool, installed, 0.0, 0, None, f"{type(err).__name__}: {err}", dict(details))
 
 
 # ---- FlashRNN -----------------------------------------------------------------------------------------
