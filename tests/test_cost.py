@@ -30,7 +30,7 @@ def test_every_term_is_non_negative_and_the_total_combines_them(family, problem)
         c = estimate(space, a)
         terms = c.terms()
         assert all(v >= 0 for v in terms.values()), terms
-        overlap = max(c.tensor_us, c.shared_memory_us, c.register_us)
+        overlap = max(c.tensor_us, c.shared_memory_us, c.register_us, c.load_latency_us)
         rest = c.reduction_us + c.sync_us + c.pointwise_us + c.hbm_us + c.launch_us
         assert c.total_us_per_step == pytest.approx(overlap + rest)
         assert c.register_us <= c.tensor_us + 1e-12
@@ -89,6 +89,16 @@ def test_bf16_tensor_time_is_below_fp32_tf32_for_the_same_configuration(family):
         assert estimate(bf16, a).tensor_us < estimate(fp32, a).tensor_us
 
 
+def test_a_deeper_pipeline_hides_load_latency_of_the_gemm_k_loop():
+    space = build_space("cuda-alternating", Problem("lstm", 16, 1, 1024), A100)
+    by_stages = {}
+    for a in space.enumerate():
+        key = tuple((k, v) for k, v in a.items() if k != "stages")
+        by_stages.setdefault(key, {})[a["stages"]] = estimate(space, a).load_latency_us
+    deep = [v for v in by_stages.values() if {2, 4} <= set(v)]
+    assert deep and all(v[4] < v[2] for v in deep)
+
+
 def test_a_reduction_split_pays_a_second_grid_sync():
     space = build_space("cuda-fused", Problem("lstm", 16, 1, 1856), A100)
     for a in space.enumerate():
@@ -103,7 +113,7 @@ def test_h100_is_faster_than_a100_for_the_same_problem():
 
 
 def test_breakdown_is_frozen_and_bad_space_is_a_value_error():
-    c = CostBreakdown(1.0, 0.5, 0.0, 0.0, 1.5, 0.3, 0.2, 0.0, 3.0)
+    c = CostBreakdown(1.0, 0.5, 0.0, 0.0, 0.0, 1.5, 0.3, 0.2, 0.0, 3.0)
     with pytest.raises(AttributeError):
         c.total_us_per_step = 0.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="space: got dict"):

@@ -1,8 +1,13 @@
 """Analytic cost model: microseconds per time step of one configuration, without a GPU (DESIGN §4).
 
 per step ~ max(tensor-core time of the busiest SM, shared-memory traffic for the R it reads there,
-register-file part) + cross-block reduction + grid syncs + pointwise + HBM traffic (Wx in, states
-out; the R re-read of cuda-alternating) + kernel launches (cuda-alternating: two per step).
+register-file part, load stalls of a shallow GEMM pipeline) + cross-block reduction + grid syncs
++ pointwise + HBM traffic (Wx in, states out; the R re-read of cuda-alternating) + kernel
+launches (cuda-alternating: two per step). For direction "both", forward and backward add up.
+
+triton-fused runs one program per (head, batch block) for the whole sequence: a grid smaller than
+the SMs leaves them idle (the step time does not shrink), programs sharing an SM share its tensor
+cores and shared-memory bandwidth, and a grid beyond the resident programs runs in waves.
 
 Every hardware number comes from the GPUProfile (each cited in its TOML file); the constants below
 are stated assumptions, to be calibrated against measurements. The model ranks configurations of
@@ -37,6 +42,10 @@ STEP_LATENCY_US = 0.3
 #   warps leave some idle (NVIDIA Ampere/Hopper architecture whitepapers: 4 SMSPs per SM).
 SUB_PARTITIONS = 4
 TILE_BYTES = 512  # one 16x16 bf16 (16x8 tf32) mma A tile
+# - latency of a global/L2 load into shared memory (cp.async), in SM cycles: a GEMM k loop with s
+#   pipeline stages waits at least this / (s - 1) per k slice (Ampere microbenchmarks measure
+#   ~500-600 cycles of L2/HBM latency).
+LOAD_LATENCY_CYCLES = 600
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class CostBreakdown:
     tensor_us: float  # tensor-core work of the busiest SM
     shared_memory_us: float  # shared-memory reads of R (and y) on the busiest SM
     register_us: float  # the part of the tensor work whose R operands live in registers
+    load_latency_us: float  # k-loop stalls on global loads a shallow pipeline cannot hide
     reduction_us: float  # cross-block reduction of a k split
     sync_us: float  # grid-wide syncs
     pointwise_us: float  # gate nonlinearities and state update
@@ -135,8 +145,12 @@ def _cuda_alternating(
     active = min(grid, gpu.sm_count)
     pw_active = min(res["pointwise_blocks"], gpu.sm_count)
     units = p.batch * p.hidden / pw_active
+    # the k loop is latency-bound when the pipeline is shallow: each slice waits for its load
+    k_slices = k_pad // par["tile_k"]
+    load_wait = k_slices * LOAD_LATENCY_CYCLES / gpu.boost_clock_mhz / (par["stages"] - 1)
     return {
         "tensor_us": per_sm * flops / (rate["tensor"] * share),
+        "load_latency_us": per_sm * load_wait,
         "shared_memory_us": per_sm * smem / rate["smem"],
         "register_us": 0.0,
         "pointwise_us": _pointwise_us(space, units),
@@ -187,6 +201,6 @@ def estimate(space: Space, assignment: Mapping[str, int]) -> CostBreakdown:
     for d in space.problem.directions:
         for name, value in _FAMILIES[space.family](space, res, par, d).items():
             sums[name] += value
-    compute = max(sums["tensor_us"], sums["shared_memory_us"], sums["register_us"])
+    compute = max(sums["tensor_us"], sums["shared_memory_us"], sums["register_us"], sums["load_latency_us"])
     rest = sum(sums[n] for n in ("reduction_us", "sync_us", "pointwise_us", "hbm_us", "launch_us"))
     return CostBreakdown(**sums, total_us_per_step=compute + rest)
