@@ -19,7 +19,7 @@ from tunekit.constraints.occupancy import (
     shared_alloc_per_block,
 )
 from tunekit.hardware import list_profiles, load_profile
-from tunekit.problem import Problem
+from tunekit.problem import PARAM_TAGS, Problem
 from tunekit.solvers import Model, PowersOfTwo, Values
 
 GPUS = {p.name: p for p in list_profiles()}
@@ -113,3 +113,5 @@ def test_every_family_reports_the_required_resources_and_named_limits():
         for name, used, limit, unit in space.limits(assignment):
             assert name in names and used <= limit and unit in {"B", "registers", "threads", "blocks"}
         assert all(c.why for c in space.model.constraints), "every constraint states its hardware fact"
+        assert all(n in PARAM_TAGS for n in space.tunables), "canonical names use short tags"
+        assert space.config(assignment).params == {n: assignment[n] for n in space.tunables}

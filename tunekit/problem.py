@@ -48,7 +48,6 @@ PARAM_TAGS: dict[str, str] = {
     "k_per_block": "kb",
     "warps_rows": "wr",
     "warps_k": "wk",
-    "reg_tiles": "rt",
 }
 
 
