@@ -13,15 +13,19 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy
 import torch
 import triton  # conftest.py has set TRITON_INTERPRET=1 before this import
 from cellcases import ALL_CELLS, CELL_IDS, incoming_grads, step_inputs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tunekit.cells import Cell, get_cell
 from tunekit.cells.derive import backward_inputs, backward_outputs, forward_inputs, forward_outputs
 from tunekit.cells.printers import CUDA_PRELUDE, PRINTERS, TORCH_PRELUDE, TRITON_PRELUDE, printed_code
+from tunekit.cells.spec import maximum, sigmoid, tanh, where
 from tunekit.reference import backward_step, forward_step
 
 SIZE, BLOCK = 301, 64  # 301 elements in blocks of 64: the last block is masked
@@ -186,3 +190,60 @@ def test_printed_code_rejects_unknown_language_and_direction():
         printed_code(get_cell("lstm"), "forward", "cpp")
     with pytest.raises(ValueError, match=r"direction: got 'sideways', expected 'forward' or 'backward'"):
         printed_code(get_cell("lstm"), "sideways", "torch")
+
+
+SYMBOLS = sympy.symbols("a b c", real=True)
+# leaves and operators for random expressions; every function is bounded or applied to something
+# bounded, so values stay finite and a printing mistake (a lost parenthesis, a wrong sign) shows
+_LEAVES = st.sampled_from([*SYMBOLS, sympy.Integer(2), sympy.Rational(1, 2), sympy.Integer(-3)])
+
+
+def _grow(children: st.SearchStrategy) -> st.SearchStrategy:
+    pairs = st.tuples(children, children)
+    return st.one_of(
+        pairs.map(lambda p: p[0] + p[1]),
+        pairs.map(lambda p: p[0] - p[1]),
+        pairs.map(lambda p: p[0] * p[1]),
+        pairs.map(lambda p: p[0] / (1 + p[1] ** 2)),
+        children.map(lambda x: -x),
+        children.map(lambda x: x**2),
+        children.map(lambda x: tanh(x) ** 3),
+        children.map(sigmoid),
+        pairs.map(lambda p: maximum(p[0], p[1])),
+        pairs.map(lambda p: sympy.Max(p[0], p[1], 0)),
+        st.tuples(children, children, children).map(lambda t: where(t[0] > t[1], t[2], t[1] - t[2])),
+    )
+
+
+EXPRESSIONS = st.recursive(_LEAVES, _grow, max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(expr=EXPRESSIONS)
+def test_torch_printing_of_random_expressions_evaluates_like_sympy(expr):
+    """Precedence, signs and selects are shared by all three printers; check them against SymPy."""
+    values = [torch.linspace(-2.0, 2.0, 11, dtype=torch.float64) * s for s in (1.0, -0.7, 1.3)]
+    namespace = {"torch": torch} | {str(sym): v for sym, v in zip(SYMBOLS, values, strict=True)}
+    exec(TORCH_PRELUDE, namespace)
+    printed = PRINTERS["torch"](expr)
+    actual = torch.broadcast_to(torch.as_tensor(eval(printed, namespace), dtype=torch.float64), (11,))
+    numeric = {"sigmoid": lambda x: 1 / (1 + np.exp(-x)), "maximum": np.maximum, "select": np.where}
+    expected = sympy.lambdify(SYMBOLS, expr, modules=[numeric, "numpy"])(*(v.numpy() for v in values))
+    expected = torch.broadcast_to(torch.as_tensor(np.asarray(expected, dtype=np.float64)), (11,))
+    torch.testing.assert_close(
+        actual, expected, rtol=1e-12, atol=1e-12, msg=lambda m: f"{expr} -> {printed}: {m}"
+    )
+
+
+def test_nested_where_inside_a_comparison_prints_as_nested_selects():
+    """SymPy's Piecewise would fold into an ITE condition here; where() stays a select for every target."""
+    a, b = sympy.symbols("a b", real=True)
+    inner = where(a > b, a, b)
+    expr = where(inner > 0.5, a * inner, -b)
+    assert PRINTERS["triton"](expr) == "tl.where(tl.where(a > b, a, b) > 0.5, a * tl.where(a > b, a, b), -b)"
+    assert PRINTERS["cuda"](expr) == "((((a > b) ? a : b) > 0.5f) ? a * ((a > b) ? a : b) : -b)"
+    # d/da: the inner select's derivative is a select of its branches' derivatives (1 and 0)
+    assert PRINTERS["torch"](sympy.diff(expr, a)) == (
+        "torch.where(torch.where(a > b, a, b) > 0.5, "
+        "a * torch.where(a > b, 1.0, 0.0) + torch.where(a > b, a, b), 0.0)"
+    )

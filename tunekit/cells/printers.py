@@ -15,7 +15,7 @@ import functools
 import sympy
 
 from tunekit.cells import derive
-from tunekit.cells.spec import Cell, at_least, logsigmoid, maximum, no_grad, sigmoid
+from tunekit.cells.spec import Cell, at_least, logsigmoid, maximum, no_grad, select, sigmoid
 
 LANGS = ("torch", "triton", "cuda")
 
@@ -109,6 +109,9 @@ class _Printer:
         if isinstance(expr, at_least):
             a, b = (self._wrap(self._print(arg), _ADD) for arg in expr.args)
             return self.select(f"{a} >= {b}", self.number(1.0), self.number(0.0)), _ATOM
+        if isinstance(expr, select):
+            condition, if_true, if_false = (self(arg) for arg in expr.args)
+            return self.select(condition, if_true, if_false), _ATOM
         if isinstance(expr, (sympy.Max, sympy.Min)):
             return self._lattice(expr), _ATOM
         if isinstance(expr, (sympy.Heaviside, sympy.sign)):

@@ -24,6 +24,7 @@ __all__ = [
     "logsigmoid",
     "maximum",
     "no_grad",
+    "select",
     "sigmoid",
     "sqrt",
     "tanh",
@@ -95,9 +96,32 @@ class no_grad(sympy.Function):  # noqa: N801
         return sympy.Integer(0)
 
 
+class select(sympy.Function):  # noqa: N801
+    """``if_true`` where ``condition`` holds, else ``if_false``: what :func:`where` builds.
+
+    A plain function rather than SymPy's ``Piecewise``, which folds itself into the comparisons
+    around it (into ``ITE`` conditions no target can print) and can recurse without end when
+    nested. Its derivative selects the branches' derivatives, as autograd through ``torch.where`` does.
+    """
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, condition: sympy.Basic, if_true: sympy.Expr, if_false: sympy.Expr) -> sympy.Expr | None:
+        if condition is sympy.true:
+            return if_true
+        if condition is sympy.false:
+            return if_false
+        return if_true if if_true == if_false else None
+
+    def _eval_derivative(self, symbol: sympy.Symbol) -> sympy.Expr:
+        condition, if_true, if_false = self.args
+        return select(condition, if_true.diff(symbol), if_false.diff(symbol))
+
+
 def where(condition: Any, if_true: Any, if_false: Any) -> sympy.Expr:
     """Elementwise select; printed as ``torch.where`` / ``tl.where`` / a C ternary."""
-    return sympy.Piecewise((if_true, condition), (if_false, True))
+    return select(sympy.sympify(condition), sympy.sympify(if_true), sympy.sympify(if_false))
 
 
 @dataclass(frozen=True)
