@@ -235,6 +235,30 @@ def test_torch_printing_of_random_expressions_evaluates_like_sympy(expr):
     )
 
 
+@settings(max_examples=40, deadline=None)
+@given(expr=EXPRESSIONS)
+def test_printed_derivatives_of_random_expressions_equal_autograd_of_the_printed_expression(expr):
+    """SymPy's derivative rules for the cell functions (select, maximum, Max, sigmoid, ...) agree with
+    what autograd does through their torch printing, away from ties (the inputs avoid the constants)."""
+    a = SYMBOLS[0]
+    values = [torch.linspace(-2.0, 2.0, 11, dtype=torch.float64) * s + 0.0123 for s in (1.0, -0.7, 1.3)]
+    leaf = values[0].clone().requires_grad_()
+    namespace = {"torch": torch, "b": values[1], "c": values[2]}
+    exec(TORCH_PRELUDE, namespace)
+    output = eval(PRINTERS["torch"](expr), namespace | {"a": leaf})
+    if not (isinstance(output, torch.Tensor) and output.requires_grad):
+        assert sympy.diff(expr, a) == 0
+        return
+    (autograd,) = torch.autograd.grad(output.sum(), leaf)
+    printed = PRINTERS["torch"](sympy.diff(expr, a))
+    derivative = torch.broadcast_to(
+        torch.as_tensor(eval(printed, namespace | {"a": values[0]}), dtype=torch.float64), (11,)
+    )
+    torch.testing.assert_close(
+        derivative, autograd, rtol=1e-10, atol=1e-10, msg=lambda m: f"d/da {expr} -> {printed}: {m}"
+    )
+
+
 def test_nested_where_inside_a_comparison_prints_as_nested_selects():
     """SymPy's Piecewise would fold into an ITE condition here; where() stays a select for every target."""
     a, b = sympy.symbols("a b", real=True)
