@@ -108,6 +108,18 @@ def test_flashrnn_gru_has_no_fused_kernel():
     assert res.details["gpu_info_passed"] == bl.flashrnn_gpu_info("a100")
 
 
+@pytest.mark.skipif(not HAS_FLASHRNN, reason="flashrnn not installed (pip install tunekit[bench])")
+def test_flashrnn_constraints_carry_our_gpu_numbers():
+    gpu = {"sm_count": 7, "shared_memory_per_block_optin": 50000, "registers_per_sm": 32768,
+           "max_registers_per_thread": 255, "max_threads_per_block": 512}  # fmt: skip
+    _, text, refinements = bl._flashrnn_problem("lstm", 64, 1, 16, "bfloat16", bl.flashrnn_gpu_info(gpu))
+    for line in ("STREAMING_MULTIPROCESSORS == 7;", "SHARED_MEMORY_PER_BLOCK == 48976;",  # 50000 - 1024
+                 "MAX_THREADS_PER_BLOCK_FORWARD == 128;", "REGISTERS_PER_BLOCK_FORWARD == 65536 ;",
+                 "HEAD_DIM == 64;", "BATCH_DIM == 16;"):  # fmt: skip
+        assert line in text, line
+    assert refinements[0].name == "FLASHRNN_HIDDEN_DIM"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_FLASHRNN, reason="flashrnn not installed (pip install tunekit[bench])")
 def test_flashrnn_real_solve_and_timeout():
