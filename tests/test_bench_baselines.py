@@ -90,6 +90,7 @@ def test_kernel_tuner_restrictions_accept_and_reject_by_hand():
     assert len(_satisfies(on_small, ok)) == 1
 
 
+@pytest.mark.slow  # 1-4 s: python-constraint walks a 291M-point product
 @pytest.mark.skipif(not HAS_KERNEL_TUNER, reason="kernel_tuner not installed (pip install tunekit[bench])")
 def test_kernel_tuner_real_searchspace():
     res = bl.time_kernel_tuner(*SHAPE)
@@ -139,7 +140,7 @@ def test_flashrnn_real_solve_and_timeout():
     assert slow.installed and slow.solutions_found == 0 and slow.note.startswith("timeout")
 
 
-@pytest.mark.slow  # ~15 s with flashrnn and kernel_tuner installed (imports, two runs); ~1 s without
+@pytest.mark.slow  # imports flashrnn, kernel_tuner and tunekit.tuning when present: seconds on a busy host
 def test_runner_writes_json_and_markdown_and_keeps_notes(tmp_path):
     # GRU: FlashRNN has no fused kernel for it, so even with flashrnn installed this runs in seconds.
     out = str(tmp_path / "baselines")
