@@ -178,3 +178,18 @@ def test_compile_names_arguments_missing_from_the_signature():
 
 def test_supported_archs_are_ampere_ada_and_hopper():
     assert SUPPORTED_ARCHS == (80, 86, 89, 90)
+
+
+def test_fresh_compile_and_cache_hit_read_the_same_ptxas_figures(tmp_path, monkeypatch):
+    # A fresh compile parses the log Triton's own ptxas run printed; a cache hit (no ptxas run by
+    # Triton) assembles the cached PTX again. Both must report the same registers and spills.
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    constexprs = {"D": 16, "BLOCK_B": 16}
+    fresh = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2)
+    cached = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2)
+    assert "Compiling entry function 'lstm_like_forward'" in fresh.ptxas_log
+    assert (fresh.registers, fresh.spills, fresh.shared_bytes) == (
+        cached.registers,
+        cached.spills,
+        cached.shared_bytes,
+    )

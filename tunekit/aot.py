@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import subprocess
 import tempfile
@@ -161,6 +162,72 @@ def _compilable(kernel: Any) -> Any:
     raise ValueError(f"kernel: expected a @triton.jit function, received {type(kernel).__name__}")
 
 
+def _interpreting() -> bool:
+    """True when this process runs Triton's interpreter: triton.language's own @jit functions are then
+    InterpretedFunctions, and a fresh compile that reaches them fails (a cached one would not notice)."""
+    import triton
+
+    return bool(triton.knobs.runtime.interpret) or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+_CHILD = """
+import importlib.util, json, sys
+from dataclasses import asdict
+from tunekit.aot import compile_triton_kernel
+job = json.load(sys.stdin)
+spec = importlib.util.spec_from_file_location("tunekit_aot_child_module", job["file"])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+attrs = {tuple(k): v for k, v in job["attrs"]} if job["attrs"] is not None else None
+report = compile_triton_kernel(getattr(module, job["name"]), job["signature"], job["constexprs"],
+                               job["arch"], job["num_warps"], job["num_stages"], attrs)
+json.dump(asdict(report), sys.stdout)
+"""
+
+
+def _compile_in_child(
+    kernel: Any,
+    signature: Mapping[str, str],
+    constexprs: Mapping[str, Any],
+    arch: int,
+    num_warps: int,
+    num_stages: int,
+    attrs: Mapping[Any, Any] | None,
+) -> CompileReport:
+    """Compile in a fresh Python process without TRITON_INTERPRET, importing the kernel from its file."""
+    import inspect
+    import json
+    import sys
+
+    source_file = inspect.getsourcefile(kernel.fn)
+    if source_file is None:
+        raise ValueError(
+            "kernel: its source file is unknown, so it cannot be compiled outside the interpreter"
+        )
+    job = {
+        "file": source_file,
+        "name": kernel.fn.__name__,
+        "signature": dict(signature),
+        "constexprs": dict(constexprs),
+        "arch": arch,
+        "num_warps": num_warps,
+        "num_stages": num_stages,
+        "attrs": None if attrs is None else [[list(k), v] for k, v in attrs.items()],
+    }
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling {job['name']} in a child process failed:\n{done.stderr[-3000:]}")
+    return CompileReport(**json.loads(done.stdout))
+
+
 def compile_triton_kernel(
     kernel: Any,
     signature: Mapping[str, str],
@@ -175,6 +242,7 @@ def compile_triton_kernel(
     ``signature`` maps every argument name to its Triton type ("*bf16", "i32", ...) and every
     constexpr to "constexpr"; ``constexprs`` gives the constexpr values by name. ``attrs`` defaults
     to 16-byte divisibility of every pointer (what the JIT infers for torch's aligned tensors).
+    In a process that runs Triton's interpreter, the compile runs in a child process without it.
     """
     import triton
     from triton.backends.compiler import GPUTarget
@@ -190,6 +258,8 @@ def compile_triton_kernel(
         if signature.get(key) != "constexpr":
             got = signature.get(key)
             raise ValueError(f"constexprs: {key!r} must be typed 'constexpr' in signature, received {got!r}")
+    if _interpreting():
+        return _compile_in_child(kernel, signature, constexprs, arch, num_warps, num_stages, attrs)
     if attrs is None:
         # tt.divisibility=16 on pointers: the JIT specialises 16-byte aligned pointer arguments so.
         pointers = [n for n, t in signature.items() if t.startswith("*")]

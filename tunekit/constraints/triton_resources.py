@@ -15,7 +15,7 @@ largest scratch needed at any one point (layout conversions and dot-operand stag
 * forward, fp32: G_r fp32 tiles plus T32 (every conversion is of an fp32 tile);
 * backward: R and R^T (2 G_r tiles; fp32 keeps only one in shared memory: its FMA dot reads the
   other from registers) plus T32 (the fp32 conversions of the state gradients and dry; 2 T32 for
-  fp32 at >= 16 elements per thread); with
+  fp32 with G_r >= 2 or >= 16 elements per thread); with
   num_stages >= 2 Triton's pipeliner also stages, per extra stage, the loop's loads of the next step:
   state gradients (fp32), states and initial states (input dtype), wx (input dtype).
 * num_warps enters only through the conversion rule above; num_stages only in the backward.
@@ -92,8 +92,8 @@ def triton_fused_shared_bytes(
         return g_r * r_tile + 2 * tile * (1 + few)
     r_bytes = (1 if dtype_bytes == 4 else 2) * g_r * r_tile
     scratch = 4 * tile
-    if dtype_bytes == 4:  # fp32 at >= 16 elements per thread: a second fp32 tile is live (observed)
-        scratch = 4 * tile * (2 - at_most(tile, 8 * 32 * num_warps))
+    if dtype_bytes == 4:  # fp32: a second fp32 tile is live with >= 2 gates or >= 16 elements per thread
+        scratch = 4 * tile * (1 + Max(Min(1, floor_div(g_r, 2)), 1 - at_most(tile, 8 * 32 * num_warps)))
     # per extra pipeline stage: next step's dstates (fp32), states + initial states, wx (input dtype)
     staged = tile * (4 * s + dtype_bytes * (2 * s + g_r))
     # the staged loads and the conversion scratch share one region: the larger of the two counts
@@ -130,5 +130,13 @@ def triton_fused_registers_per_thread(
     r = per_thread(d_pad * d_pad, num_warps) if dtype_bytes == 4 else 0
     y = e if dtype_bytes == 4 else 0
     if direction == "forward":
-        return 64 + (2 * g_r + 2 * s + 1) * e + g_r * (2 * r + y)
-    return 79 + 4 * (4 - g_r) + (4 * g_r + 3 * s) * e + 90 * (num_stages - 1) + 4 * g_r * r
+        # per gate, 16 rows x d_pad spread over the threads: the bias broadcast to an MMA tile's rows
+        # and the dot's fragments per k step (an LSTM forward at d_pad = 128, 8 warps: 186 registers)
+        rows16 = per_thread(16 * d_pad, num_warps)
+        return 64 + (2 * g_r + 2 * s + 1) * e + g_r * (2 * r + y + rows16)
+    # ptxas settled at 128 registers and spilled 16-48 B for 8-warp LSTM backward kernels although
+    # 255 were allowed: the backward counts at least num_warps elements per thread, +1 per 8 warps.
+    e = Max(e, num_warps) + floor_div(num_warps, 8)
+    # more than 2 states (sLSTM: 4): ptxas for sm_90a spilled 8 B at 168 registers at e = 4
+    extra_states = 33 * Max(0, s - 2)
+    return 79 + 4 * (4 - g_r) + extra_states + (4 * g_r + 3 * s) * e + 90 * (num_stages - 1) + 4 * g_r * r

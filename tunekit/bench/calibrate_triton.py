@@ -1,0 +1,600 @@
+"""Calibration of the triton-fused resource model against the compiler, and the head-dim report.
+
+``python -m tunekit.bench.calibrate_triton`` samples configurations of the rendered triton-fused
+kernels (every cell, forward and backward, fp32/fp16/bf16, head dims including non-powers of two,
+block_b 16..128, num_warps 1..16, num_stages 1..2), compiles each for sm_80 and sm_90 without a GPU
+(:func:`tunekit.validation.compile_case`), and writes
+
+* ``reports/triton_calibration.{md,csv,json}``: predicted vs actual registers and shared memory,
+  spills, the model's verdict (and the constraint that rejects) vs the compiler's verdict;
+* ``reports/triton_headdim.md``: the largest head dim for which triton-fused forward and
+  forward+backward are feasible by the model and spill-free by the compiler, on a100 and h100.
+
+Compiles run in one worker process (killed and restarted when a compile passes the time limit) and
+their raw results are cached in a JSON file keyed by the configuration's canonical name, so a second
+run only recompiles what is new, and a change of the formulas needs no recompilation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tunekit.validation import (
+    DEFAULT_PROFILE,
+    Prediction,
+    TritonCase,
+    predict,
+)
+
+REPORTS = Path("reports")
+DEFAULT_CACHE = REPORTS / "triton_calibration_cache.json"
+# One compile of a large, spilling kernel takes ptxas up to a minute on a shared 2-core machine.
+COMPILE_TIMEOUT_S = 150.0
+
+CELLS = ("lstm", "gru", "slstm", "elman")
+DIRECTIONS = ("forward", "backward")
+DTYPES = ("float32", "float16", "bfloat16")
+HEAD_DIMS = (16, 20, 24, 32, 40, 48, 64, 80, 96, 128)  # non-powers of two pad up to the next tile
+BLOCK_BS = (16, 32, 64, 128)
+WARPS = (1, 2, 4, 8, 16)
+STAGES = (1, 2)
+# Beyond this many elements of one block_b x d_pad tile per thread, a kernel holds > 8 fp32 tiles of
+# >= 16 registers each: the model rejects it by a wide margin and ptxas needs minutes to spill it.
+MAX_TILE_ELEMENTS_PER_THREAD = 16
+
+
+# ---- compiling, cached ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What the compiler said about one configuration (or why it said nothing)."""
+
+    registers: int = 0
+    spill_bytes: int = 0
+    shared: int = 0
+    seconds: float = 0.0
+    error: str = ""  # "timeout after N s" or the exception; empty when the compile succeeded
+
+
+def _worker(conn: Any) -> None:
+    """Compile loop of the worker process: receive (case fields, arch), send Compiled fields."""
+    os.setpgrp()  # its own process group, so a timeout also ends the ptxas it started
+    from tunekit.validation import compile_kernel
+
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        fields, arch = message
+        try:
+            report = compile_kernel(TritonCase(**fields), arch)
+            spills = report.spill_stores_bytes + report.spill_loads_bytes
+            result = Compiled(report.registers, spills, report.shared_bytes, round(report.seconds, 2))
+        except Exception as error:  # a failed compile is a result, not a crash of the sweep
+            result = Compiled(error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+        conn.send(asdict(result))
+
+
+class CompileRunner:
+    """Compiles cases in a worker process with a time limit, caching results by canonical name."""
+
+    def __init__(self, cache_path: Path = DEFAULT_CACHE, timeout_s: float = COMPILE_TIMEOUT_S) -> None:
+        self.cache_path = Path(cache_path)
+        self.timeout_s = timeout_s
+        self.cache: dict[str, dict[str, Any]] = {}
+        if self.cache_path.exists():
+            self.cache = json.loads(self.cache_path.read_text(encoding="utf-8"))
+        self._process: Any = None
+        self._conn: Any = None
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_worker, args=(child,), daemon=True)
+        self._process.start()
+
+    def _stop(self, kill: bool) -> None:
+        if self._process is None:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):  # the worker's own group only
+                os.killpg(self._process.pid, signal.SIGKILL)
+        else:
+            self._conn.send(None)
+        self._process.join(timeout=10)
+        self._process = self._conn = None
+
+    def compile(self, case: TritonCase, arch: int) -> Compiled:
+        """The cached result, or a fresh compile (saved to the cache file at once)."""
+        name = case.name(arch)
+        if name in self.cache:
+            return Compiled(**self.cache[name])
+        if self._process is None:
+            self._start()
+        self._conn.send((asdict(case), arch))
+        if self._conn.poll(self.timeout_s):
+            result = Compiled(**self._conn.recv())
+        else:
+            self._stop(kill=True)
+            result = Compiled(error=f"timeout after {self.timeout_s:.0f} s")
+        self.cache[name] = asdict(result)
+        self._save()
+        return result
+
+    def _save(self) -> None:
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cache, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.cache_path)
+
+    def close(self) -> None:
+        self._stop(kill=False)
+
+    def __enter__(self) -> CompileRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop(kill=exc[0] is not None)
+
+
+# ---- sampling -------------------------------------------------------------------------------------
+
+
+def tile_elements_per_thread(case: TritonCase) -> float:
+    """Elements of one block_b x d_pad tile that each of the 32 * num_warps threads holds."""
+    return case.block_b * case.d_pad / (32 * case.num_warps)
+
+
+def sample_cases(count: int, seed: int = 0) -> list[TritonCase]:
+    """``count`` distinct configurations drawn uniformly (seeded) from the calibration space."""
+    if count < 1:
+        raise ValueError(f"count: expected >= 1 configurations, received {count!r}")
+    rng = random.Random(seed)
+    seen: dict[tuple[Any, ...], TritonCase] = {}
+    while len(seen) < count:
+        case = TritonCase(
+            cell=rng.choice(CELLS),
+            direction=rng.choice(DIRECTIONS),
+            dtype=rng.choice(DTYPES),
+            head_dim=rng.choice(HEAD_DIMS),
+            block_b=rng.choice(BLOCK_BS),
+            num_warps=rng.choice(WARPS),
+            num_stages=rng.choice(STAGES),
+        )
+        if tile_elements_per_thread(case) <= MAX_TILE_ELEMENTS_PER_THREAD:
+            seen.setdefault(astuple_key(case), case)
+    return list(seen.values())
+
+
+def astuple_key(case: TritonCase) -> tuple[Any, ...]:
+    return tuple(asdict(case).values())
+
+
+# ---- rows: model next to compiler -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration of the calibration report."""
+
+    name: str
+    arch: int
+    case: TritonCase
+    prediction: Prediction
+    compiled: Compiled
+
+    @property
+    def compiler_ok(self) -> bool:
+        """The compiler's verdict: compiled, no spills, shared memory within the GPU's opt-in limit."""
+        c = self.compiled
+        p = self.prediction
+        return (
+            not c.error
+            and c.spill_bytes == 0
+            and c.registers <= p.register_limit
+            and c.shared <= p.shared_limit
+        )
+
+    @property
+    def shared_error(self) -> float:
+        """(predicted - actual) / actual shared memory; positive = the model over-estimates."""
+        actual = self.compiled.shared
+        return (self.prediction.shared_bytes - actual) / actual if actual else float("nan")
+
+    @property
+    def register_error(self) -> float:
+        actual = self.compiled.registers
+        return (self.prediction.registers - actual) / actual if actual else float("nan")
+
+    def fields(self) -> dict[str, Any]:
+        p, c = self.prediction, self.compiled
+        return {
+            "name": self.name,
+            "arch": f"sm_{self.arch}",
+            "cell": self.case.cell,
+            "direction": self.case.direction,
+            "dtype": self.case.dtype,
+            "head_dim": self.case.head_dim,
+            "d_pad": self.case.d_pad,
+            "block_b": self.case.block_b,
+            "num_warps": self.case.num_warps,
+            "num_stages": self.case.num_stages,
+            "predicted_registers": p.registers,
+            "registers": c.registers,
+            "register_error_pct": round(100 * self.register_error, 1),
+            "predicted_shared": p.shared_bytes,
+            "shared": c.shared,
+            "shared_error_pct": round(100 * self.shared_error, 2),
+            "shared_limit": p.shared_limit,
+            "spill_bytes": c.spill_bytes,
+            "model_verdict": "accepted" if p.accepted else f"rejected ({', '.join(p.violations)})",
+            "compiler_verdict": compiler_verdict(self),
+            "compile_seconds": c.seconds,
+        }
+
+
+def compiler_verdict(row: Row) -> str:
+    c = row.compiled
+    if c.error:
+        return f"error: {c.error}"
+    problems = []
+    if c.spill_bytes:
+        problems.append(f"spills {c.spill_bytes} B")
+    if c.shared > row.prediction.shared_limit:
+        problems.append("shared over the opt-in limit")
+    return "ok" if not problems else ", ".join(problems)
+
+
+def profile_of(arch: int) -> Any:
+    """The profile whose limits judge ``arch`` (a100 for sm_80, h100 for sm_90)."""
+    from tunekit.hardware import load_profile
+
+    return load_profile(DEFAULT_PROFILE[arch])
+
+
+def evaluate(
+    cases: Iterable[TritonCase],
+    archs: Sequence[int],
+    runner: CompileRunner,
+    progress: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """Compile (or read from the cache) every case for every architecture and pair it with the model."""
+    rows = []
+    for arch in archs:
+        gpu = profile_of(arch)
+        for case in cases:
+            compiled = runner.compile(case, arch)
+            rows.append(Row(case.name(arch), arch, case, predict(case, gpu), compiled))
+            if progress:
+                progress(f"{rows[-1].name}: {compiler_verdict(rows[-1])}")
+    return rows
+
+
+# ---- the calibration report -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The figures issue 4 asks for, per architecture."""
+
+    arch: int
+    configs: int
+    compiled: int
+    accepted: int
+    accepted_spilling: int  # must be 0
+    max_shared_error_accepted: float  # largest |predicted - actual| / actual among accepted configs
+    shared_exact: int  # configs (all compiled) whose predicted shared memory equals the compiler's
+    shared_under: int  # configs (all compiled) whose prediction is below the compiler's
+    conservative: int  # rejected by the model, yet the compiler runs them spill-free within limits
+    register_slack_median: float  # median (predicted - ptxas) registers among accepted configs
+
+    def line(self) -> str:
+        return (
+            f"sm_{self.arch}: {self.configs} configurations ({self.compiled} compiled), "
+            f"{self.accepted} accepted by the model, {self.accepted_spilling} of them spill; max shared "
+            f"error among accepted configurations {100 * self.max_shared_error_accepted:.1f}%; shared exact "
+            f"on {self.shared_exact}, under the compiler on {self.shared_under}; {self.conservative} "
+            f"rejected but spill-free (conservative); median register over-estimate among accepted "
+            f"{self.register_slack_median:+.0f}"
+        )
+
+
+def summarize(rows: Sequence[Row], arch: int) -> Summary:
+    mine = [r for r in rows if r.arch == arch]
+    done = [r for r in mine if not r.compiled.error]
+    accepted = [r for r in done if r.prediction.accepted]
+    slack = sorted(r.prediction.registers - r.compiled.registers for r in accepted)
+    return Summary(
+        arch=arch,
+        configs=len(mine),
+        compiled=len(done),
+        accepted=len(accepted),
+        accepted_spilling=sum(not r.compiler_ok for r in accepted),
+        max_shared_error_accepted=max((abs(r.shared_error) for r in accepted), default=0.0),
+        shared_exact=sum(r.prediction.shared_bytes == r.compiled.shared for r in done),
+        shared_under=sum(r.prediction.shared_bytes < r.compiled.shared for r in done),
+        conservative=sum(r.compiler_ok and not r.prediction.accepted for r in done),
+        register_slack_median=slack[len(slack) // 2] if slack else 0.0,
+    )
+
+
+def _md_table(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+CSV_COLUMNS = (
+    "name", "arch", "predicted_registers", "registers", "register_error_pct", "predicted_shared", "shared",
+    "shared_error_pct", "shared_limit", "spill_bytes", "model_verdict", "compiler_verdict", "compile_seconds",
+)  # fmt: skip
+
+
+def write_calibration(rows: Sequence[Row], archs: Sequence[int], out_dir: Path = REPORTS) -> list[Path]:
+    """reports/triton_calibration.{md,csv,json} from ``rows``; returns the paths written."""
+    import triton
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = [summarize(rows, a) for a in archs]
+    md = [
+        "# triton-fused resource model vs the compiler",
+        "",
+        f"Generated by `python -m tunekit.bench.calibrate_triton` (triton {triton.__version__}, its bundled "
+        "ptxas; no GPU). Each row is one rendered kernel (`templates/triton/fused_*.py.j2`) compiled "
+        "ahead of time; *model* columns come from `tunekit/constraints/triton_resources.py`, judged against "
+        "the "
+        "a100 (sm_80) and h100 (sm_90) profiles: registers per thread <= min(255, 64K / threads), shared "
+        "memory <= the opt-in limit. Error % = (model - compiler) / compiler.",
+        "",
+        "## Summary",
+        "",
+        *[f"- {s.line()}" for s in summaries],
+        "",
+        "## Configurations",
+        "",
+    ]
+    header = ("configuration", "regs model", "regs ptxas", "err %", "shared model", "shared compiler",
+              "err %", "spill B", "model", "compiler")  # fmt: skip
+    lines = []
+    for r in rows:
+        f = r.fields()
+        lines.append((f["name"], f["predicted_registers"], f["registers"], f["register_error_pct"],
+                      f["predicted_shared"], f["shared"], f["shared_error_pct"], f["spill_bytes"],
+                      f["model_verdict"], f["compiler_verdict"]))  # fmt: skip
+    md += [_md_table(header, lines), ""]
+    paths = [
+        out_dir / "triton_calibration.md",
+        out_dir / "triton_calibration.csv",
+        out_dir / "triton_calibration.json",
+    ]
+    paths[0].write_text("\n".join(md), encoding="utf-8")
+    with paths[1].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r.fields() for r in rows)
+    data = {"summary": [asdict(s) for s in summaries], "rows": [r.fields() for r in rows]}
+    paths[2].write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return paths
+
+
+# ---- the head-dim report --------------------------------------------------------------------------
+
+HEADDIM_DIMS = (32, 64, 96, 128, 256)
+HEADDIM_DTYPES = ("bfloat16", "float32")
+FLASHRNN_TRAINING_LIMIT = 64  # DESIGN §4: FlashRNN's Triton path stops at D <= 64 for training
+
+
+@dataclass(frozen=True)
+class HeadDimEntry:
+    """One (arch, dtype, head dim, direction): the model's accepted configurations, compiled."""
+
+    arch: int
+    dtype: str
+    head_dim: int
+    direction: str
+    accepted: tuple[Row, ...]  # every configuration the model accepts, with its compile
+    rejected_by: tuple[str, ...]  # constraints that reject the others
+    witness: Row | None  # when none is accepted: the likeliest configuration, compiled
+
+    @property
+    def feasible(self) -> bool:
+        """Accepted by the model and every accepted configuration compiles spill-free."""
+        return bool(self.accepted) and all(r.compiler_ok for r in self.accepted)
+
+    def model_cell(self) -> str:
+        if not self.accepted:
+            return f"none ({', '.join(self.rejected_by)})"
+        names = ", ".join(f"w{r.case.num_warps}s{r.case.num_stages}" for r in self.accepted)
+        return f"{len(self.accepted)}: {names}"
+
+    def compiler_cell(self) -> str:
+        if self.accepted:
+            bad = [r for r in self.accepted if not r.compiler_ok]
+            regs = max(r.compiled.registers for r in self.accepted)
+            shared = max(r.compiled.shared for r in self.accepted)
+            state = "all spill-free" if not bad else f"{len(bad)} FAIL: {compiler_verdict(bad[0])}"
+            return f"{state} (max {regs} regs, {shared} B shared)"
+        if self.witness is None:
+            return "not compiled (shared memory alone rules it out)"
+        w = self.witness
+        return f"w{w.case.num_warps}s{w.case.num_stages}: {w.compiled.registers} regs, {compiler_verdict(w)}"
+
+
+def headdim_cases(dtype: str, head_dim: int, direction: str) -> list[TritonCase]:
+    """LSTM at B = 16 (so block_b = 16), every num_warps; num_stages 1..2 (the forward ignores it)."""
+    stages = STAGES if direction == "backward" else (1,)
+    return [TritonCase("lstm", direction, dtype, head_dim, 16, w, s) for w in WARPS for s in stages]
+
+
+def headdim_study(
+    archs: Sequence[int], runner: CompileRunner, progress: Callable[[str], None] | None = None
+) -> list[HeadDimEntry]:
+    """For each arch, dtype, head dim and direction: the model's verdict, checked by the compiler."""
+    entries = []
+    for arch in archs:
+        gpu = profile_of(arch)
+        for dtype in HEADDIM_DTYPES:
+            for head_dim in HEADDIM_DIMS:
+                for direction in DIRECTIONS:
+                    cases = headdim_cases(dtype, head_dim, direction)
+                    predicted = [(c, predict(c, gpu)) for c in cases]
+
+                    def row(case: TritonCase, p: Prediction, arch: int = arch) -> Row:
+                        return Row(case.name(arch), arch, case, p, runner.compile(case, arch))
+
+                    accepted = tuple(row(c, p) for c, p in predicted if p.accepted)
+                    rejected_by = sorted({v for _, p in predicted for v in p.violations})
+                    witness = None
+                    fits = [(c, p) for c, p in predicted if "shared_memory_per_block" not in p.violations]
+                    if not accepted and fits:  # registers bind: does the compiler agree?
+                        case, p = min(fits, key=lambda cp: cp[1].registers - cp[1].register_limit)
+                        witness = row(case, p)
+                    entries.append(
+                        HeadDimEntry(arch, dtype, head_dim, direction, accepted, tuple(rejected_by), witness)
+                    )
+                    if progress:
+                        progress(
+                            f"headdim sm_{arch} {dtype} D{head_dim} {direction}: {entries[-1].model_cell()}"
+                        )
+    return entries
+
+
+def largest(entries: Sequence[HeadDimEntry], arch: int, dtype: str, directions: Sequence[str]) -> int | None:
+    """Largest head dim whose every direction in ``directions`` is feasible and spill-free."""
+    ok = {
+        d: all(
+            e.feasible
+            for e in entries
+            if (e.arch, e.dtype, e.head_dim) == (arch, dtype, d) and e.direction in directions
+        )
+        for d in HEADDIM_DIMS
+    }
+    good = [d for d, fine in ok.items() if fine]
+    return max(good) if good else None
+
+
+def write_headdim(entries: Sequence[HeadDimEntry], archs: Sequence[int], out_dir: Path = REPORTS) -> Path:
+    """reports/triton_headdim.md: the largest head dim per GPU and dtype, and the evidence table."""
+    names = {80: "a100 (sm_80)", 90: "h100 (sm_90)"}
+    md = [
+        "# triton-fused: largest LSTM head dim per GPU (B = 16)",
+        "",
+        "Generated by `python -m tunekit.bench.calibrate_triton`. For each head dim D (padded to the power "
+        "of two d_pad >= max(16, D)) the resource model (`tunekit/constraints/triton_resources.py`) judges "
+        "every "
+        "configuration at B = 16 (block_b = 16; num_warps 1..16; num_stages 1..2 for the backward); every "
+        "configuration it accepts is compiled ahead of time (no GPU) and must be spill-free; when it accepts "
+        "none and registers bind, the likeliest configuration is compiled to show what the compiler says.",
+        "",
+        "## Largest head dim",
+        "",
+        _md_table(
+            ("GPU", "dtype", "forward", "forward + backward (training)", "FlashRNN Triton (training)"),
+            [
+                (
+                    names.get(a, f"sm_{a}"),
+                    dt,
+                    largest(entries, a, dt, ("forward",)),
+                    largest(entries, a, dt, DIRECTIONS),
+                    f"D <= {FLASHRNN_TRAINING_LIMIT}",
+                )
+                for a in archs
+                for dt in HEADDIM_DTYPES
+            ],
+        ),  # fmt: skip
+        "",
+        "Why the limits: the forward keeps G_r = 4 tiles of d_pad x d_pad in shared memory, the backward R "
+        "and R^T (8 tiles; fp32 keeps one set in registers). bf16 D = 128 fits the forward (128 KiB + "
+        "scratch) on both GPUs; D in (64, 128] pads to 128, so the backward needs 256 KiB > 163 KiB (A100) "
+        "and > 227 KiB (H100); D > 128 pads to 256 and even the forward's 512 KiB fits nowhere. Head dims "
+        "are padded to powers of two, so D = 96 costs the same as 128.",
+        "",
+        "## Evidence",
+        "",
+        _md_table(
+            ("GPU", "dtype", "D", "direction", "model: accepted configurations", "compiler"),
+            [
+                (
+                    names.get(e.arch, f"sm_{e.arch}"),
+                    e.dtype,
+                    e.head_dim,
+                    e.direction,
+                    e.model_cell(),
+                    e.compiler_cell(),
+                )
+                for e in entries
+            ],
+        ),  # fmt: skip
+        "",
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "triton_headdim.md"
+    path.write_text("\n".join(md), encoding="utf-8")
+    return path
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+
+
+def run(
+    count: int = 56,
+    archs: Sequence[int] = (80, 90),
+    cache: Path = DEFAULT_CACHE,
+    out_dir: Path = REPORTS,
+    headdim: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Sample, compile (cached), and write the calibration (and head-dim) reports; returns the paths."""
+    with CompileRunner(cache) as runner:
+        rows = evaluate(sample_cases(count), archs, runner, progress)
+        paths = write_calibration(rows, archs, out_dir)
+        if headdim:
+            paths.append(write_headdim(headdim_study(archs, runner, progress), archs, out_dir))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tunekit.bench.calibrate_triton", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--count", type=int, default=56, help="configurations sampled per architecture")
+    parser.add_argument("--archs", default="80,90", help="comma-separated compute capabilities, e.g. 80,90")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="JSON cache of compile results")
+    parser.add_argument("--out", type=Path, default=REPORTS, help="folder for the reports")
+    parser.add_argument("--no-headdim", action="store_true", help="skip reports/triton_headdim.md")
+    args = parser.parse_args(argv)
+    try:
+        archs = [int(a) for a in args.archs.split(",") if a.strip()]
+        if any(a not in DEFAULT_PROFILE for a in archs) or not archs:
+            raise ValueError
+    except ValueError:
+        parser.error(
+            f"--archs: received {args.archs!r}, expected a comma-separated list of {sorted(DEFAULT_PROFILE)}"
+        )
+    start = time.perf_counter()
+
+    def progress(text: str) -> None:
+        print(f"{time.perf_counter() - start:7.1f} s  {text}", flush=True)
+
+    paths = run(args.count, archs, args.cache, args.out, not args.no_headdim, progress)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
