@@ -30,6 +30,7 @@ __all__ = ["Alternative", "Conflict", "Explanation", "explain", "explain_space",
 HEAD_DIM_STEP = 16
 # Ratios of a need to a variable capacity are compared in 1/1024ths.
 _RATIO_SCALE = 1024
+_NO_ROOM = 1 << 40
 # At most this many disjoint conflicting sets are reported (each found after lifting the previous).
 MAX_CONFLICT_SETS = 3
 # Conflicting sets come from a deletion filter: one infeasibility proof per constraint. The native
@@ -212,7 +213,10 @@ def _gap(c: Compare) -> Any:
     if c.op not in ("<=", "<", ">=", ">"):
         return None
     need, cap = (c.lhs, c.rhs) if c.op in ("<=", "<") else (c.rhs, c.lhs)
-    return need - cap if not cap.variables() else ceil_div(need * _RATIO_SCALE, Max(1, cap))
+    if not cap.variables():
+        return need - cap
+    # a capacity of 0 (not one block fits an SM) ranks behind every capacity that leaves room
+    return ceil_div(need * _RATIO_SCALE, Max(1, cap)) + Max(0, 1 - cap) * _NO_ROOM
 
 
 def _closest(
@@ -267,10 +271,9 @@ def _conflict(space: Any, name: str, names: list[str], flagged: set[str], group:
     op = nc.constraint.op if isinstance(nc.constraint, Compare) else "divides"
     u = f" {unit}" if unit else ""
     where = ", ".join(f"{k}={v}" for k, v in closest.items())
-    if op in ("<=", "<") and rhs <= 0:
-        core = (
-            f"at least {lhs:,}{u} needed, but the limit is {rhs:,}{u} on {space.gpu.name} (not even one fits)"
-        )
+    if op in ("<=", "<") and rhs <= 0:  # no configuration leaves any room: a "closest" one says nothing
+        core = f"no configuration leaves room: the limit is {rhs:,}{u} on {space.gpu.name}, not even one fits"
+        where = ""
     elif op in ("<=", "<"):
         core = f"at least {lhs:,}{u} needed > {rhs:,}{u} limit on {space.gpu.name}"
     elif op in (">=", ">"):

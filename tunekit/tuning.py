@@ -1,13 +1,14 @@
 """Tuning: from a Problem and a GPU to the fastest predicted kernel configuration, offline.
 
 For each kernel family in question, :func:`tune` builds the family's constraint model
-(``tunekit.constraints.build_space``), enumerates every feasible configuration with a solver, ranks
-them with the analytic cost model (``tunekit.cost.estimate``) and re-checks every configuration it
-returns with the solver IR's plain-Python evaluation of each named constraint (a configuration that
-fails that check is a solver bug and raises). ``backend="auto"`` takes the fastest predicted family
-that has any feasible configuration. When no family in question has one, :class:`NoFeasibleConfig`
-carries the explanation (:mod:`tunekit.explain`): the conflicting constraints with numbers and the
-nearest shapes that work.
+(``tunekit.constraints.build_space``), enumerates every feasible configuration (by default with
+:mod:`tunekit.vectorized`, numpy over the whole space, or with a CSP solver), ranks them with the
+analytic cost model (``tunekit.cost.estimate``) and re-checks every configuration it returns with
+the solver IR's plain-Python evaluation of each named constraint (a configuration that fails that
+check is a solver bug and raises). ``backend="auto"`` takes the fastest predicted family that has
+any feasible configuration. When no family in question has one, :class:`NoFeasibleConfig` carries
+the spaces and, when read, the explanation (:mod:`tunekit.explain`): the conflicting constraints
+with numbers and the nearest shapes that work.
 """
 
 from __future__ import annotations

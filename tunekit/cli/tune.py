@@ -232,9 +232,11 @@ def explain_command(
     problem = _problem(cell, batch, heads, head_dim, dtype, direction)
     profile = _gpu(gpu)
     try:
-        explanations = [explain(problem, profile, family) for family in check_backend(backend)]
+        families = check_backend(backend)
     except ValueError as exc:
         _fail(str(exc))
+    with Console(stderr=True).status("finding the conflicting constraints and the nearest shapes that fit"):
+        explanations = [explain(problem, profile, family) for family in families]
     if as_json:
         click.echo(
             json.dumps(
