@@ -269,5 +269,5 @@ def test_nested_where_inside_a_comparison_prints_as_nested_selects():
     # d/da: the inner select's derivative is a select of its branches' derivatives (1 and 0)
     assert PRINTERS["torch"](sympy.diff(expr, a)) == (
         "torch.where(torch.where(a > b, a, b) > 0.5, "
-        "a * torch.where(a > b, 1.0, 0.0) + torch.where(a > b, a, b), 0.0)"
+        "a * torch.where(a > b, torch.full_like(a, 1.0), 0.0) + torch.where(a > b, a, b), 0.0)"
     )

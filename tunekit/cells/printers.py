@@ -79,8 +79,14 @@ class _Printer:
     def number(self, value: float) -> str:
         return repr(float(value))
 
-    def select(self, condition: str, if_true: str, if_false: str) -> str:
+    def select(self, condition: str, if_true: str, if_false: str, like: str | None = None) -> str:
+        """Print a select; ``like`` names a tensor of the condition when both branches are constants."""
         raise NotImplementedError
+
+    @staticmethod
+    def _like(expr: sympy.Basic) -> str | None:
+        """A symbol the expression reads (a tensor at run time), to give constant selects its dtype."""
+        return min((symbol.name for symbol in expr.free_symbols), default=None)
 
     def __call__(self, expr: sympy.Basic) -> str:
         return self._print(expr)[0]
@@ -108,10 +114,11 @@ class _Printer:
             return f"{lhs} {_COMPARISONS[expr.rel_op]} {rhs}", _COMPARE
         if isinstance(expr, at_least):
             a, b = (self._wrap(self._print(arg), _ADD) for arg in expr.args)
-            return self.select(f"{a} >= {b}", self.number(1.0), self.number(0.0)), _ATOM
+            return self.select(f"{a} >= {b}", self.number(1.0), self.number(0.0), self._like(expr)), _ATOM
         if isinstance(expr, select):
             condition, if_true, if_false = (self(arg) for arg in expr.args)
-            return self.select(condition, if_true, if_false), _ATOM
+            constant = expr.args[1].is_number and expr.args[2].is_number
+            return self.select(condition, if_true, if_false, self._like(expr) if constant else None), _ATOM
         if isinstance(expr, (sympy.Max, sympy.Min)):
             return self._lattice(expr), _ATOM
         if isinstance(expr, (sympy.Heaviside, sympy.sign)):
@@ -180,19 +187,22 @@ class _Printer:
     def _step(self, expr: sympy.Heaviside | sympy.sign) -> str:
         """Heaviside(x, h0) (the derivative of Max/Min) and sign(x) (of Abs) as selects on x."""
         x = self._wrap(self._print(expr.args[0]), _ADD)
-        zero, one = self.number(0.0), self.number(1.0)
+        zero, one, like = self.number(0.0), self.number(1.0), self._like(expr)
         if isinstance(expr, sympy.sign):
-            return self.select(f"{x} > {zero}", one, self.select(f"{x} < {zero}", self.number(-1.0), zero))
+            return self.select(
+                f"{x} > {zero}", one, self.select(f"{x} < {zero}", self.number(-1.0), zero, like)
+            )
         at_zero = self(expr.args[1]) if len(expr.args) > 1 else self.number(0.5)
-        return self.select(f"{x} > {zero}", one, self.select(f"{x} == {zero}", at_zero, zero))
+        return self.select(f"{x} > {zero}", one, self.select(f"{x} == {zero}", at_zero, zero, like))
 
     def _piecewise(self, expr: sympy.Piecewise) -> str:
         *pieces, (last, last_condition) = expr.args
         if last_condition is not sympy.true:
             raise ValueError(f"expression: where() needs an 'otherwise' branch, got {expr}")
-        text = self(last)
+        text, constant = self(last), last.is_number
         for value, condition in reversed(pieces):
-            text = self.select(self(condition), self(value), text)
+            like = self._like(expr) if constant and value.is_number else None
+            text, constant = self.select(self(condition), self(value), text, like), False
         return text
 
 
@@ -212,7 +222,11 @@ class TorchPrinter(_Printer):
         _SQRT: "torch.sqrt({})",
     }
 
-    def select(self, condition: str, if_true: str, if_false: str) -> str:
+    def select(self, condition: str, if_true: str, if_false: str, like: str | None = None) -> str:
+        if like is not None:
+            # torch.where of two Python floats is a tensor of the default dtype (float32), which
+            # would round a float64 step's constants; full_like gives the branch like's dtype
+            if_true = f"torch.full_like({like}, {if_true})"
         return f"torch.where({condition}, {if_true}, {if_false})"
 
 
@@ -232,7 +246,7 @@ class TritonPrinter(_Printer):
         _SQRT: "tl.sqrt({})",
     }
 
-    def select(self, condition: str, if_true: str, if_false: str) -> str:
+    def select(self, condition: str, if_true: str, if_false: str, like: str | None = None) -> str:
         return f"tl.where({condition}, {if_true}, {if_false})"
 
 
@@ -255,7 +269,7 @@ class CudaPrinter(_Printer):
     def number(self, value: float) -> str:
         return f"{float(value)!r}f"  # float literals: a bare 1.0 is a double and drags the math to fp64
 
-    def select(self, condition: str, if_true: str, if_false: str) -> str:
+    def select(self, condition: str, if_true: str, if_false: str, like: str | None = None) -> str:
         return f"(({condition}) ? {if_true} : {if_false})"
 
 

@@ -105,6 +105,8 @@ class select(sympy.Function):  # noqa: N801
     """
 
     nargs = 3
+    # a comparison argument leaves SymPy unsure, and it never merges powers of a non-commutative factor
+    is_commutative = True
 
     @classmethod
     def eval(cls, condition: sympy.Basic, if_true: sympy.Expr, if_false: sympy.Expr) -> sympy.Expr | None:
