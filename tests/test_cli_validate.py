@@ -58,6 +58,15 @@ def test_parse_archs_accepts_sm_prefixes_and_bare_numbers():
     assert parse_archs("sm_80, sm90,86") == [80, 90, 86]
 
 
+def test_triton_fused_backend_runs_in_the_interpreter_and_says_so():
+    result = run("--cell", "elman", "--backend", "triton-fused", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert "TRITON_INTERPRET=1" in data["note"]
+    assert [c["name"] for c in data["checks"]][-1] == "elman fp32: d initial states"
+
+
+@pytest.mark.slow
 def test_triton_fused_backend_in_the_interpreter_with_a_compile_table():
     result = run("--cell", "elman", "--backend", "triton-fused", "--compile", "sm_80")
     assert result.exit_code == 0, result.output

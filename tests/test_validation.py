@@ -97,6 +97,7 @@ def test_judge_fails_the_model_only_when_it_is_wrong(prediction, registers, spil
     assert judge(prediction, registers, spills, shared) == (verdict, passed)
 
 
+@pytest.mark.slow
 def test_compile_case_compiles_the_rendered_kernel_and_judges_the_model():
     check = compile_case(TritonCase("elman", "forward", "float32", 24), 80, A100)
     assert check.name == "elman-fwd-tritonfused-D24-B16-fp32-sm80-bb16-w4-s1"

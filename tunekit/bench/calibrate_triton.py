@@ -31,6 +31,7 @@ from typing import Any
 
 from tunekit.validation import (
     DEFAULT_PROFILE,
+    SHARED_TOLERANCE,
     Prediction,
     TritonCase,
     predict,
@@ -375,6 +376,20 @@ def write_calibration(rows: Sequence[Row], archs: Sequence[int], out_dir: Path =
                       f["predicted_shared"], f["shared"], f["shared_error_pct"], f["spill_bytes"],
                       f["model_verdict"], f["compiler_verdict"]))  # fmt: skip
     md += [_md_table(header, lines), ""]
+    odd = [r for r in rows if not r.compiled.error and (r.shared_error < 0 or (r.prediction.accepted and
+           abs(r.shared_error) > SHARED_TOLERANCE))]  # fmt: skip
+    at = md.index("## Configurations")
+    md[at:at] = [
+        "## Shared memory: under the compiler, or accepted and off by more than 5%",
+        "",
+        *[
+            f"- {r.name}: model {r.prediction.shared_bytes} B, compiler {r.compiled.shared} B "
+            f"({100 * r.shared_error:+.1f}%), {r.fields()['model_verdict']}"
+            for r in odd
+        ],  # fmt: skip
+        *([] if odd else ["- none"]),
+        "",
+    ]
     paths = [
         out_dir / "triton_calibration.md",
         out_dir / "triton_calibration.csv",
@@ -392,7 +407,7 @@ def write_calibration(rows: Sequence[Row], archs: Sequence[int], out_dir: Path =
 
 # ---- the head-dim report --------------------------------------------------------------------------
 
-HEADDIM_DIMS = (32, 64, 96, 128, 256)
+HEADDIM_DIMS = (16, 32, 64, 96, 128, 256)
 HEADDIM_DTYPES = ("bfloat16", "float32")
 FLASHRNN_TRAINING_LIMIT = 64  # DESIGN §4: FlashRNN's Triton path stops at D <= 64 for training
 
@@ -507,8 +522,8 @@ def write_headdim(entries: Sequence[HeadDimEntry], archs: Sequence[int], out_dir
                 (
                     names.get(a, f"sm_{a}"),
                     dt,
-                    largest(entries, a, dt, ("forward",)),
-                    largest(entries, a, dt, DIRECTIONS),
+                    largest(entries, a, dt, ("forward",)) or "none tested",
+                    largest(entries, a, dt, DIRECTIONS) or "none tested",
                     f"D <= {FLASHRNN_TRAINING_LIMIT}",
                 )
                 for a in archs
