@@ -140,6 +140,24 @@ def test_a_fifth_cell_in_a_few_lines_runs_in_tunekit_rnn(monkeypatch):
     assert out.shape == (B, T, 12) and h_n.shape == (1, B, 12)
 
 
+def test_a_fifth_cell_runs_on_the_fused_triton_kernel(monkeypatch):
+    """Registered, MGU gets the triton-fused backend (in Triton's interpreter here) with no kernel code."""
+    monkeypatch.setitem(CELLS, "mgu", MGU)
+    g = torch.Generator().manual_seed(1)
+    B, T, N, D = 3, 5, 2, 16
+    Wx = torch.randn(B, T, 2, N, D, generator=g, requires_grad=True)
+    R = (torch.randn(2, N, D, D, generator=g) / 4).requires_grad_()
+    b = torch.randn(2, N, D, generator=g, requires_grad=True)
+    fused, _ = tunekit.rnn(Wx, R, b, cell="mgu", backend="triton-fused")
+    reference, _ = tunekit.rnn(Wx.double(), R.double(), b.double(), cell="mgu")
+    torch.testing.assert_close(fused.double(), reference, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(fused.shape, generator=g)
+    grads = torch.autograd.grad((fused * weights).sum(), (Wx, R, b))
+    expected = torch.autograd.grad((reference * weights.double()).sum(), (Wx, R, b))
+    for name, got, want in zip(("Wx", "R", "b"), grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
+
+
 def test_register_cell_refuses_a_taken_name():
     clash = Cell("lstm", ("g",), ("g",), ("g",), ("y",), step=lambda v: {"y": tanh(v.gate("g"))})
     with pytest.raises(ValueError, match=r"cell: the name 'lstm' is taken; pass replace=True"):
