@@ -47,7 +47,12 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
     assert not report["baselines"]["available"]
 
     md, js = write_reports(report, tmp_path)
-    assert json.loads(js.read_text())["summary_ms"] == json.loads(json.dumps(report["summary_ms"]))
+    stored = json.loads(js.read_text())
+    assert stored["summary_ms"] == json.loads(json.dumps(report["summary_ms"]))
+    (first, second) = (dict(zip(stored["row_columns"], row, strict=True)) for row in stored["rows"])
+    assert first["head_dim"] == 64 and second["head_dim"] == 768
+    assert first["backend"] == report["rows"][0]["auto"]["backend"] and first["cpsat_ms"] > 0
+    assert second["cpsat_ms"] is None  # cpsat times every 2nd shape only
     text = md.read_text()
     for heading in ("## Time per problem (ms)", "## Feasibility", "## Coverage", "## Baselines side by side"):
         assert heading in text

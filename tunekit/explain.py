@@ -1,12 +1,14 @@
 """Why a kernel family has no feasible configuration for a problem, in words with numbers.
 
 :func:`explain` asks the solver for a small set of named constraints that conflict
-(``tunekit.solvers.explain``: dropping any one of them makes the rest feasible), then, for each
-constraint of that set, finds the configuration that comes closest to satisfying it while meeting
-the others (a branch-and-bound minimization of how far its two sides are apart), so the reader sees
-"at least 180,224 B needed > 166,912 B limit" rather than a constraint name. It also probes the
-nearest shapes that do fit: the nearest feasible head dims below and above (multiples of 16), a
-smaller dtype, forward-only, a smaller batch, and the other kernel families for the exact problem.
+(``tunekit.solvers.explain``: dropping any one of them makes the rest feasible), then for the next
+set once that one is lifted, and so on (up to three disjoint sets: a shape can be ruled out for
+several independent reasons). For each constraint of a set it finds the configuration that comes
+closest to satisfying it while meeting the other constraints (a branch-and-bound minimization of how
+far its two sides are apart), so the reader sees "at least 180,224 B needed > 101,376 B limit"
+rather than a constraint name. It also probes the nearest shapes that do fit: the nearest feasible
+head dims below and above (multiples of 16), a smaller dtype, forward-only, a smaller batch, fewer
+heads, and the other kernel families for the exact problem.
 """
 
 from __future__ import annotations

@@ -511,6 +511,24 @@ def _ratio(value: float | None) -> str:
     return f"{value:,.0f}x" if value is not None else "—"
 
 
+def _columns(solvers: list[str]) -> list[str]:
+    first = solvers[0]
+    head = ["gpu", "cell", "head_dim", "heads", "batch", "dtype", "direction", "config", "backend", "time_us"]
+    head += [f"feasible_{f}" for f in FAMILIES] + [f"{first}_ms", f"{first}_cpu_ms"]
+    return head + [f"{s}_{unit}" for s in solvers[1:] for unit in ("ms", "cpu_ms")]
+
+
+def _compact(row: dict[str, Any], solvers: list[str]) -> list[Any]:
+    """One shape as a list in ``_columns`` order (times rounded to 0.01 ms)."""
+    first = row[solvers[0]]
+    time_us = None if first["time_us"] is None else round(first["time_us"], 3)
+    out = [row[k] for k in ("gpu", "cell", "head_dim", "heads", "batch", "dtype", "direction")]
+    out += [first["config"], first["backend"], time_us, *(first["feasible"].get(f, 0) for f in FAMILIES)]
+    for s in solvers:
+        out += [round(row[s]["ms"], 2), round(row[s]["cpu_ms"], 2)] if s in row else [None, None]
+    return out
+
+
 def write_reports(
     report: dict[str, Any], out_dir: str | Path = "reports", stem: str = "solver_bench"
 ) -> tuple[Path, Path]:
@@ -519,8 +537,11 @@ def write_reports(
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / f"{stem}.md", out / f"{stem}.json"
     md.write_text(render_markdown(report))
-    # one line per shape keeps the file small and still readable
-    head = json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1, default=str)
-    rows = ",\n  ".join(json.dumps(r, separators=(",", ":"), default=str) for r in report["rows"])
+    # one short line per shape keeps the file small and still readable
+    solvers = list(report["summary_ms"])
+    head = {k: v for k, v in report.items() if k != "rows"}
+    head["row_columns"] = _columns(solvers)  # each row below is a list in this order; null: not run
+    head = json.dumps(head, indent=1, default=str)
+    rows = ",\n  ".join(json.dumps(_compact(r, solvers), separators=(",", ":")) for r in report["rows"])
     js.write_text(head[:-2] + ',\n "rows": [\n  ' + rows + "\n ]\n}\n")
     return md, js
