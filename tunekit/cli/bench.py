@@ -52,3 +52,16 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
                 f"max {stats['max']:.1f} ms"
             )
     click.echo(f"wrote {md} and {js}")
+
+
+@bench.command("calibrate-triton")
+@click.option("--count", default=56, show_default=True, help="Configurations sampled per architecture.")
+@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+def calibrate_triton_command(count: int, out_dir: str) -> None:
+    """triton-fused model vs compiler on sampled configs (sm_80, sm_90; cached) and the head-dim report."""
+    from pathlib import Path
+
+    from tunekit.bench.calibrate_triton import run
+
+    paths = run(count=count, out_dir=Path(out_dir), progress=click.echo)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))

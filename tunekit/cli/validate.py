@@ -130,7 +130,13 @@ def validate_command(
     else:
         checks = validation.validate_interpreter(cells)
         title = "triton-fused (interpreter, fp32) vs float64 reference"
-    compiled = validation.validate_compile(archs, gpus, validation.default_cases(cells)) if archs else []
+    compiled = []
+    if archs:
+        from rich.console import Console
+
+        cases = validation.default_cases(cells)
+        with Console(stderr=True).status(f"compiling {len(cases) * len(archs)} kernels for {compile_archs}"):
+            compiled = validation.validate_compile(archs, gpus, cases)
     passed = all(c.passed for c in checks) and all(c.passed for c in compiled)
 
     if as_json:
