@@ -11,9 +11,9 @@ from tunekit.constraints import FAMILIES, build_space
 from tunekit.cost import estimate
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
-from tunekit.solvers import Model, Range, enumerate_all
+from tunekit.solvers import Model, Range, enumerate_all, solve
 from tunekit.tuning import NoFeasibleConfig, TuneResult, binding_constraints, tune
-from tunekit.vectorized import vector_solutions
+from tunekit.vectorized import vector_minimum, vector_solutions
 
 A100 = load_profile("a100")
 QUICK_START = Problem("lstm", batch=16, heads=1, head_dim=768)
@@ -191,3 +191,17 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs: dict, match: str):
     args = {"problem": SMALL, "gpu": "a100", **kwargs}
     with pytest.raises(ValueError, match=match):
         tune(**args)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_vector_minimum_is_the_native_optimum(family: str):
+    space = build_space(family, Problem("gru", batch=16, heads=2, head_dim=96), A100)
+    objective = space.model.constraint("registers_per_thread").constraint.lhs  # many ties: the order matters
+    model = Model("copy")
+    for v in space.model.variables:
+        model.int_var(v.name, v.domain)
+    for c in space.model.constraints:
+        model.add(c.name, c.constraint, c.why)
+    handled, best = vector_minimum(model, objective)
+    model.minimize(objective)
+    assert handled and best == solve(model, backend="native")

@@ -24,7 +24,7 @@ from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import DTYPE_BYTES, MAX_HEAD_DIM, Problem
 from tunekit.solvers import Compare, Max, Model, NamedConstraint, ceil_div, solve, top_k
 from tunekit.solvers import explain as conflicting_constraints
-from tunekit.vectorized import vector_solutions
+from tunekit.vectorized import vector_minimum, vector_solutions
 
 __all__ = ["Alternative", "Conflict", "Explanation", "explain", "explain_space", "is_feasible"]
 
@@ -234,8 +234,12 @@ def _closest(
     gap = _gap(nc.constraint) if isinstance(nc.constraint, Compare) else None
     for sub in (_copy(model, clean + others), _copy(model, clean), _copy(model, others, used)):
         if gap is not None and sub.variables:
-            sub.minimize(gap)
-            found = top_k(sub, 1)
+            handled, best = vector_minimum(sub, gap)  # numpy where the space is small enough
+            if handled:
+                found = [best] if best is not None else []
+            else:
+                sub.minimize(gap)
+                found = top_k(sub, 1)
         else:
             one = solve(sub)
             found = [one] if one is not None else []

@@ -22,7 +22,7 @@ import numpy as np
 from tunekit.solvers import AllOf, AnyOf, Compare, Divides, Implies, Model, Not, Truth
 from tunekit.solvers.expr import CeilDiv, Const, FloorDiv, MaxOf, MinOf, Prod, Sum, Var
 
-__all__ = ["VECTOR_MAX_POINTS", "vector_solutions"]
+__all__ = ["VECTOR_MAX_POINTS", "vector_minimum", "vector_solutions"]
 
 # Points evaluated at most (int64 arrays of this length per subexpression: 8 MB each).
 VECTOR_MAX_POINTS = 1 << 20
@@ -101,12 +101,10 @@ def _vholds(c: Any, env: Mapping[str, np.ndarray], memo: dict[int, Any], n: int)
     return np.broadcast_to(np.asarray(out, dtype=bool), (n,))
 
 
-def vector_solutions(model: Model) -> list[dict[str, int]] | None:
-    """Every solution of ``model`` in ``enumerate_all``'s order, by numpy over the Cartesian product of
-    the domains; None when the product exceeds VECTOR_MAX_POINTS or an expression is not supported."""
+def _feasible(model: Model) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, Any]] | None:
+    """(every point of the product as columns, which points satisfy every constraint, the memo)."""
     variables = model.variables
-    sizes = [len(v.domain) for v in variables]
-    n = math.prod(sizes)
+    n = math.prod(len(v.domain) for v in variables)
     if n > VECTOR_MAX_POINTS:
         return None
     # Row-major product of the ascending domains: lexicographic in declaration order, as enumerate_all.
@@ -119,6 +117,34 @@ def vector_solutions(model: Model) -> list[dict[str, int]] | None:
             keep &= _vholds(nc.constraint, env, memo, n)
     except _Unsupported:
         return None
-    names = [v.name for v in variables]
+    return env, keep, memo
+
+
+def vector_solutions(model: Model) -> list[dict[str, int]] | None:
+    """Every solution of ``model`` in ``enumerate_all``'s order, by numpy over the Cartesian product of
+    the domains; None when the product exceeds VECTOR_MAX_POINTS or an expression is not supported."""
+    found = _feasible(model)
+    if found is None:
+        return None
+    env, keep, _ = found
+    names = [v.name for v in model.variables]
     columns = [env[name][keep].tolist() for name in names]
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def vector_minimum(model: Model, objective: Any) -> tuple[bool, dict[str, int] | None]:
+    """(True, the solution with the smallest ``objective``; ties: the first in ``enumerate_all``
+    order, as ``top_k`` breaks them) or (True, None) when there is no solution; (False, None) when
+    the model is beyond the vector evaluator (the caller then asks a solver)."""
+    found = _feasible(model)
+    if found is None:
+        return False, None
+    env, keep, memo = found
+    if not keep.any():
+        return True, None
+    try:
+        values = np.broadcast_to(_vexpr(objective, env, memo), keep.shape)
+    except _Unsupported:
+        return False, None
+    best = int(np.flatnonzero(keep)[np.argmin(values[keep])])
+    return True, {v.name: int(env[v.name][best]) for v in model.variables}
