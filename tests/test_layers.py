@@ -109,8 +109,9 @@ def test_parameters_have_the_design_layouts():
         ({"input_size": 7.0}, r"input_size: got 7.0, expected a positive int"),
         ({"hidden_size": True}, r"hidden_size: got True, expected a positive int"),
         ({"cell": "lstn"}, r"cell: got 'lstn', expected a Cell or one of \['elman', 'gru', 'lstm', 'slstm'"),
+        ({"backend": "fast"}, r"backend: got 'fast', expected one of \['auto', .*'reference'"),
     ],
-    ids=["heads-do-not-divide", "zero-heads", "float-size", "bool-size", "unknown-cell"],
+    ids=["heads-do-not-divide", "zero-heads", "float-size", "bool-size", "unknown-cell", "unknown-backend"],
 )
 def test_bad_layer_arguments_are_rejected(kwargs, message):
     arguments = {"input_size": IN, "hidden_size": HIDDEN, "num_heads": HEADS} | kwargs

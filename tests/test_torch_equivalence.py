@@ -1,4 +1,4 @@
-"""With one head, tunekit.LSTM is torch.nn.LSTM and tunekit.GRU is torch.nn.GRU (DESIGN §3).
+"""With one head, tunekit.LSTM/GRU/Elman are torch.nn.LSTM/GRU/RNN (DESIGN §3).
 
 Forward outputs, final states, and the gradients of the input, every weight, every bias and the
 initial states agree to ~1e-10 in float64, with the weight mapping written out below.
@@ -19,12 +19,14 @@ TOL = 1e-10
 GRU_R_FROM_TORCH = [2, 0, 1]
 
 
-def map_lstm(theirs: torch.nn.LSTM, ours: tunekit.LSTM) -> None:
-    """torch gate order (i, f, g, o) is the cell's (i, f, z, o): weights copy as they are."""
+def map_same_order(theirs: torch.nn.LSTM | torch.nn.RNN, ours: tunekit.LSTM | tunekit.Elman) -> None:
+    """LSTM: torch's gate order (i, f, g, o) is the cell's (i, f, z, o); Elman: one gate. Weights copy
+    as they are, and the two biases add (both sit outside any gate product)."""
+    gates = theirs.weight_hh_l0.shape[0] // H
     with torch.no_grad():
-        ours.input_proj.weight.copy_(theirs.weight_ih_l0)  # [4H, IN], gate-major rows
-        ours.R.copy_(theirs.weight_hh_l0.view(4, 1, H, H))  # [4H, H] = out x in -> [G_r, N, D, D]
-        ours.b.copy_((theirs.bias_ih_l0 + theirs.bias_hh_l0).view(4, 1, H))  # LSTM adds both biases
+        ours.input_proj.weight.copy_(theirs.weight_ih_l0)  # [G*H, IN], gate-major rows
+        ours.R.copy_(theirs.weight_hh_l0.view(gates, 1, H, H))  # [G*H, H] = out x in -> [G_r, N, D, D]
+        ours.b.copy_((theirs.bias_ih_l0 + theirs.bias_hh_l0).view(gates, 1, H))
 
 
 def map_gru(theirs: torch.nn.GRU, ours: tunekit.GRU) -> None:
@@ -41,10 +43,11 @@ def mapped_grads(kind: str, theirs: torch.nn.Module) -> dict[str, torch.Tensor]:
     """torch's gradients rearranged into the shapes of tunekit's parameters."""
     w_ih, w_hh = theirs.weight_ih_l0.grad, theirs.weight_hh_l0.grad
     b_ih, b_hh = theirs.bias_ih_l0.grad, theirs.bias_hh_l0.grad
-    if kind == "lstm":
+    if kind in ("lstm", "elman"):
         # b = b_ih + b_hh: dL/db equals dL/db_ih (and dL/db_hh)
         torch.testing.assert_close(b_ih, b_hh, rtol=0, atol=TOL)
-        return {"input_proj.weight": w_ih, "R": w_hh.view(4, 1, H, H), "b": b_ih.view(4, 1, H)}
+        gates = w_hh.shape[0] // H
+        return {"input_proj.weight": w_ih, "R": w_hh.view(gates, 1, H, H), "b": b_ih.view(gates, 1, H)}
     b_ih, b_hh = b_ih.view(3, H), b_hh.view(3, H)
     return {
         "input_proj.weight": w_ih,
@@ -59,13 +62,14 @@ def close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
 
 @pytest.mark.parametrize("batch_first", [True, False], ids=["batch_first", "time_first"])
 @pytest.mark.parametrize("with_states", [True, False], ids=["hx", "no_hx"])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "elman"])
 def test_one_head_layer_equals_torch_nn(kind: str, with_states: bool, batch_first: bool) -> None:
     torch.manual_seed(0)
     factory = {"dtype": torch.float64}
     theirs_cls, ours_cls, mapping = {
-        "lstm": (torch.nn.LSTM, tunekit.LSTM, map_lstm),
+        "lstm": (torch.nn.LSTM, tunekit.LSTM, map_same_order),
         "gru": (torch.nn.GRU, tunekit.GRU, map_gru),
+        "elman": (torch.nn.RNN, tunekit.Elman, map_same_order),  # nonlinearity="tanh" by default
     }[kind]
     theirs = theirs_cls(IN, H, batch_first=batch_first, **factory)
     ours = ours_cls(IN, H, num_heads=1, batch_first=batch_first, **factory)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit.api import rnn
+from tunekit.api import known_backends, rnn
 from tunekit.cells import Cell, get_cell
 from tunekit.checks import check_initial_states, check_layer_input
 
@@ -59,6 +59,8 @@ class RecurrentLayer(nn.Module):
                 f"hidden_size: got {hidden_size}, "
                 f"expected a multiple of num_heads={num_heads} (hidden = N * D)"
             )
+        if backend not in known_backends():
+            raise ValueError(f"backend: got {backend!r}, expected one of {known_backends()}")
         self.input_size, self.hidden_size, self.num_heads = input_size, hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
         self.batch_first, self.backend, self.config = batch_first, backend, config
