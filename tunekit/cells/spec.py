@@ -3,8 +3,9 @@
 A declaration is data plus one small function ``step(v) -> {state: new value}``; everything else
 (reference step, pointwise backward, Triton and CUDA code) is derived from it in
 :mod:`tunekit.cells.derive` and printed by :mod:`tunekit.cells.printers`. The step may use the
-math below (and ``+ - * /``, integer powers, ``sympy.Eq``/``<``/``>=`` in conditions); printers
-reject anything else with a clear error.
+math below (and ``+ - * /``, integer powers, ``sympy.Eq``/``<``/``>=`` in conditions, SymPy's
+``Max``/``Min``/``Abs``); printers reject anything else with a clear error. A no-gradient state's
+new value that is a sum or product must be wrapped in :class:`no_grad` inside the step.
 """
 
 from __future__ import annotations
