@@ -72,6 +72,31 @@ def test_shared_memory_equals_the_compiler_on_known_compiles(key, shared):
     assert triton_fused_shared_bytes(g, s, d_pad, block_b, warps, stages, size, direction) == shared
 
 
+@pytest.mark.parametrize(
+    "key,sm80,sm90",
+    [
+        # sm_90's warpgroup MMA (16-bit, block_b >= 64, >= 4 warps) reads R^T from R's buffer
+        (("elman", 2, 32, 64, 8, 2), 32768, 30720),
+        (("gru", 2, 64, 64, 16, 1), 65536, 40960),
+        (("slstm", 2, 16, 128, 4, 1), 12288, 10240),
+        # below block_b 64, or fp32 (FMA dot), both architectures allocate the same
+        (("lstm", 2, 64, 16, 4, 1), 69632, 69632),
+        (("lstm", 4, 32, 64, 4, 2), 106496, 106496),
+    ],
+    ids=str,
+)
+def test_backward_shared_memory_on_sm80_and_sm90(key, sm80, sm90):
+    cell, size, d_pad, block_b, warps, stages = key
+    g, s = GATES_STATES[cell]
+    args = (g, s, d_pad, block_b, warps, stages, size, "backward")
+    assert (triton_fused_shared_bytes(*args), triton_fused_shared_bytes(*args, arch=90)) == (sm80, sm90)
+
+
+def test_arch_must_be_a_known_compute_capability():
+    with pytest.raises(ValueError, match="arch: expected a compute capability"):
+        triton_fused_shared_bytes(4, 2, 64, 16, 4, 1, 2, "backward", arch=75)
+
+
 def test_one_warp_scratch_is_below_a_tile_and_the_bound_stays_within_5_percent():
     # one warp converts in two rounds: scratch 1024 B, not the 2048 B bf16 tile the model counts
     predicted = triton_fused_shared_bytes(4, 2, 64, 16, 1, 1, 2, "forward")
@@ -149,3 +174,14 @@ def test_bad_arguments_raise_value_error_naming_them(formula, kwargs, message):
     args = {"num_warps": 4, "dtype_bytes": 2, "direction": "forward"} | kwargs
     with pytest.raises(ValueError, match=message):
         formula(4, 2, 64, 16, args["num_warps"], 1, args["dtype_bytes"], args["direction"])
+
+
+def test_sm90_shared_memory_expression_agrees_with_ints():
+    m = Model("triton-fused")
+    bb = m.int_var("block_b", PowersOfTwo(16, 128))
+    warps = m.int_var("num_warps", PowersOfTwo(1, 16))
+    dp = m.int_var("d_pad", PowersOfTwo(16, 128))
+    expr = triton_fused_shared_bytes(3, 1, dp, bb, warps, 1, 2, "backward", arch=90)
+    for b, w, d in itertools.product([16, 32, 64, 128], [1, 2, 4, 8, 16], [16, 64, 128]):
+        point = {"block_b": b, "num_warps": w, "d_pad": d}
+        assert expr.evaluate(point) == triton_fused_shared_bytes(3, 1, d, b, w, 1, 2, "backward", arch=90)

@@ -274,7 +274,7 @@ def predict(case: TritonCase, gpu: Any) -> Prediction:
     args = (len(cell.r_gates), len(cell.states), case.d_pad, case.block_b, case.num_warps, case.num_stages)
     size = DTYPE_BYTES[case.dtype]
     regs = int(triton_fused_registers_per_thread(*args, size, case.direction))
-    shared = int(triton_fused_shared_bytes(*args, size, case.direction))
+    shared = int(triton_fused_shared_bytes(*args, size, case.direction, arch=gpu.arch))
     return Prediction(regs, shared, register_limit(case.num_warps, gpu), gpu.shared_memory_per_block_optin)
 
 

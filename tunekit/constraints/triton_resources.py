@@ -13,12 +13,15 @@ largest scratch needed at any one point (layout conversions and dot-operand stag
   states), or T32 when the compiler converts the initial states to the MMA layout in fp32, which
   Triton 3.9 does when a thread holds at most 2 tile elements, or 4 with block_b >= 32 or d_pad = 16;
 * forward, fp32: G_r fp32 tiles plus T32 (every conversion is of an fp32 tile);
-* backward: R and R^T (2 G_r tiles; fp32 keeps only one in shared memory: its FMA dot reads the
-  other from registers) plus T32 (the fp32 conversions of the state gradients and dry; 2 T32 for
-  fp32 with G_r >= 2 or >= 16 elements per thread); with
-  num_stages >= 2 Triton's pipeliner also stages, per extra stage, the loop's loads of the next step:
-  state gradients (fp32), states and initial states (input dtype), wx (input dtype).
-* num_warps enters only through the conversion rule above; num_stages only in the backward.
+* backward: R and R^T (2 G_r tiles; fp32 keeps one in shared memory, its FMA dot reads the other
+  from registers; sm_90's warpgroup MMA at block_b >= 64 reads R^T from R's buffer) plus T32 (the
+  fp32 conversions of the state gradients and dry; 2 T32 for fp32 with G_r >= 2 or >= 16 elements
+  per thread, an over-estimate at d_pad = 16 where the compiler sometimes needs one); with
+  num_stages >= 2 Triton's pipeliner also stages, per extra stage,
+  the loop's loads of the next step: state gradients (fp32), states and initial states (input dtype),
+  wx (input dtype).
+* num_warps enters only through the rules above; num_stages only in the backward; the architecture
+  only through sm_90's warpgroup MMA (every other sampled sm_90 compile matched sm_80's shared memory).
 
 Registers: the fp32 accumulators, carried states, wx tiles and pointwise temporaries are
 block_b x d_pad tiles spread over the 32 * num_warps threads, so the count grows with the tile
@@ -44,7 +47,11 @@ DTYPE_BYTES = (2, 4)  # fp16/bf16, fp32
 MAX_REGISTERS_PER_THREAD = 255
 
 
-def _check(direction: str, dtype_bytes: int, num_warps: IntLike) -> None:
+def _check(direction: str, dtype_bytes: int, num_warps: IntLike, arch: int = 80) -> None:
+    if not isinstance(arch, int) or arch < 80:
+        raise ValueError(
+            f"arch: expected a compute capability >= 80 as an int (80, 86, 89, 90), received {arch!r}"
+        )
     if direction not in DIRECTIONS:
         raise ValueError(f"direction: expected one of {DIRECTIONS}, received {direction!r}")
     if dtype_bytes not in DTYPE_BYTES:
@@ -72,13 +79,18 @@ def triton_fused_shared_bytes(
     num_stages: IntLike,
     dtype_bytes: int,
     direction: str,
+    *,
+    arch: int = 80,
 ) -> IntLike:
     """Dynamic shared memory per program (Triton's ``metadata.shared``) in bytes.
+
+    ``arch`` (compute capability, 80 for sm_80) matters on sm_90: there 16-bit backward kernels with
+    block_b >= 64 and >= 4 warps use warpgroup MMA, which reads R^T from R's buffer (R stored once).
 
     ``s`` counts the states; the wx gates of every built-in cell number ``g_r`` (G_w = G_r), and
     every state is counted as carrying a gradient (sLSTM's m does not: one fp32 tile to spare).
     """
-    _check(direction, dtype_bytes, num_warps)
+    _check(direction, dtype_bytes, num_warps, arch)
     tile = block_b * d_pad  # elements of one batch tile
     r_tile = d_pad * d_pad * dtype_bytes
     if direction == "forward":
@@ -90,7 +102,11 @@ def triton_fused_shared_bytes(
             at_most(tile, 128 * num_warps) * Max(1 - at_most(block_b, 16), at_most(d_pad, 16)),
         )
         return g_r * r_tile + 2 * tile * (1 + few)
-    r_bytes = (1 if dtype_bytes == 4 else 2) * g_r * r_tile
+    if dtype_bytes == 4:
+        r_bytes = g_r * r_tile
+    else:
+        warpgroup_mma = (1 - at_most(block_b, 32)) * (1 - at_most(num_warps, 2)) if arch >= 90 else 0
+        r_bytes = (2 - warpgroup_mma) * g_r * r_tile
     scratch = 4 * tile
     if dtype_bytes == 4:  # fp32: a second fp32 tile is live with >= 2 gates or >= 16 elements per thread
         scratch = 4 * tile * (1 + Max(Min(1, floor_div(g_r, 2)), 1 - at_most(tile, 8 * 32 * num_warps)))
