@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +118,16 @@ def test_bad_tune_options_exit_2(runner: CliRunner, option: str, value: str):
         main, ["tune", "--gpu", "a100", "--cell", "lstm", "--head-dim", "64", option, value]
     )
     assert result.exit_code == 2 and result.stderr.startswith("Error: ")
+
+
+def test_tune_needs_neither_torch_nor_triton():
+    # offline tuning for a named GPU: poisoning sys.modules makes any `import torch` raise ImportError
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
+        "from tunekit.cli import main\n"
+        "args = ['tune', '--gpu', 'h100', '--cell', 'slstm', '--head-dim', '256', '--json']\n"
+        "main(args, standalone_mode=False)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["gpu"] == "h100-sxm5-80gb"

@@ -94,11 +94,15 @@ def test_cuda_fused_beyond_the_chip_on_l4():
 
 
 def test_cuda_fused_too_many_heads_for_a_cooperative_grid():
-    e = explain(Problem("lstm", batch=16, heads=4, head_dim=1024), A100, "cuda-fused")
-    assert not e.feasible
-    heads = _alternative(e, "heads")
-    assert heads is not None and heads.problem.heads < 4
-    assert is_feasible(heads.problem, A100, "cuda-fused")
+    # the fewest heads of D=1024 whose R no longer fits one co-resident grid on the A100
+    heads = next(
+        n for n in (2, 4, 8, 16, 32) if not is_feasible(Problem("lstm", 16, n, 1024), A100, "cuda-fused")
+    )
+    e = explain(Problem("lstm", batch=16, heads=heads, head_dim=1024), A100, "cuda-fused")
+    assert not e.feasible and e.conflicts
+    fewer = _alternative(e, "heads")
+    assert fewer is not None and fewer.problem.heads == heads // 2  # heads // 2 fits: the loop above
+    assert is_feasible(fewer.problem, A100, "cuda-fused")
 
 
 def test_conflict_sets_are_irreducible():

@@ -335,8 +335,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Generated {report['generated_utc']} on {report['machine']} by `tunekit bench solvers`"
         f" ({report['shapes']} shapes, {report['sweep_seconds']:.0f} s). Each time is one cold call"
-        " from the problem to the ranked top-5 over all three families (or to the explanation when"
-        " nothing is feasible): model building, enumeration, cost ranking, re-verification.",
+        " from the problem to the ranked top-5 over all three families (or to NoFeasibleConfig when"
+        " nothing is feasible; its explanation is timed apart, below): model building, enumeration,"
+        " cost ranking, re-verification.",
         "",
         f"Grid: cells {', '.join(g['cells'])}; head dims {', '.join(map(str, g['head_dims']))}; heads"
         f" {', '.join(map(str, g['heads']))}; batch {', '.join(map(str, g['batches']))}; dtypes"
