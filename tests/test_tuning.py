@@ -37,7 +37,8 @@ def test_auto_returns_ranked_verified_candidates(quick_start: TuneResult):
         space = build_space(c.backend, QUICK_START, A100)
         assert space.violated(c.config) == []
         assert all(k in c.predicted for k in (*RESOURCES, "time_us_per_step"))
-        assert c.predicted["time_us_per_step"] > 0
+        assert c.predicted["time_us_per_step"] == estimate(space, c.config.params).total_us_per_step > 0
+        assert {k: c.predicted[k] for k in RESOURCES} == {k: space.resources(c.config)[k] for k in RESOURCES}
     assert r.feasible_count["total"] == sum(r.feasible_count[f] for f in FAMILIES)
     assert r.feasible_count["total"] > 0 and r.solve_seconds > 0
 
