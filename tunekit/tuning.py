@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from tunekit.constraints import FAMILIES, build_space
@@ -303,7 +304,7 @@ def tune(
         candidates.append(
             Candidate(
                 space.config(assignment),
-                _predicted(space, assignment),
+                MappingProxyType(_predicted(space, assignment)),  # read-only: the result is a value
                 binding_constraints(space, assignment),
             )
         )
@@ -316,7 +317,7 @@ def tune(
         predicted=best.predicted,
         binding_constraints=best.binding_constraints,
         candidates=tuple(candidates),
-        feasible_count=counts,
+        feasible_count=MappingProxyType(counts),
         solver="+".join(dict.fromkeys(used.values())),
         solve_seconds=time.perf_counter() - start,
     )
