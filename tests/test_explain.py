@@ -12,6 +12,7 @@ from tunekit.explain import Explanation, explain, is_feasible
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import enumerate_all, solve
+from tunekit.solvers import explain as conflicting_constraints
 from tunekit.solvers.model import Model
 
 A100, L4 = load_profile("a100"), load_profile("l4")
@@ -146,3 +147,20 @@ def test_json_round_trips():
 def test_bad_arguments(args: tuple, match: str):
     with pytest.raises(ValueError, match=match):
         explain(*args)
+
+
+@pytest.mark.parametrize(
+    ("family", "problem", "gpu"),
+    [
+        ("triton-fused", Problem("lstm", 16, 1, 1024), A100),
+        ("triton-fused", Problem("lstm", 16, 1, 128, direction="both"), A100),
+        ("cuda-fused", Problem("lstm", 16, 1, 2976), L4),
+        ("cuda-fused", Problem("slstm", 64, 8, 2048, dtype="float32"), A100),
+    ],
+    ids=["triton-d1024", "triton-both", "cudafused-l4", "cudafused-8heads"],
+)
+def test_first_conflict_set_is_the_native_solvers(family: str, problem: Problem, gpu):
+    # numpy answers the deletion filter's questions; the filter and its answers are the native ones
+    model = build_space(family, problem, gpu).model
+    e = explain(problem, gpu, family)
+    assert _names(e, 1) == conflicting_constraints(model, backend="native")

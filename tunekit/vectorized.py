@@ -22,7 +22,7 @@ import numpy as np
 from tunekit.solvers import AllOf, AnyOf, Compare, Divides, Implies, Model, Not, Truth
 from tunekit.solvers.expr import CeilDiv, Const, FloorDiv, MaxOf, MinOf, Prod, Sum, Var
 
-__all__ = ["VECTOR_MAX_POINTS", "vector_minimum", "vector_solutions"]
+__all__ = ["VECTOR_MAX_POINTS", "constraint_masks", "vector_minimum", "vector_solutions"]
 
 # Points evaluated at most (int64 arrays of this length per subexpression: 8 MB each).
 VECTOR_MAX_POINTS = 1 << 20
@@ -118,6 +118,23 @@ def _feasible(model: Model) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int
     except _Unsupported:
         return None
     return env, keep, memo
+
+
+def constraint_masks(model: Model) -> dict[str, np.ndarray] | None:
+    """For each named constraint, which points of the Cartesian product satisfy it (None: beyond the
+    evaluator). A subset of constraints is feasible exactly when the AND of its masks has a point,
+    which answers a deletion filter's many "is this subset feasible?" questions in microseconds."""
+    variables = model.variables
+    n = math.prod(len(v.domain) for v in variables)
+    if n > VECTOR_MAX_POINTS:
+        return None
+    grids = np.meshgrid(*[np.asarray(v.domain.values, dtype=np.int64) for v in variables], indexing="ij")
+    env = {v.name: g.reshape(-1) for v, g in zip(variables, grids, strict=True)}
+    memo: dict[int, Any] = {}
+    try:
+        return {nc.name: _vholds(nc.constraint, env, memo, n) for nc in model.constraints}
+    except _Unsupported:
+        return None
 
 
 def vector_solutions(model: Model) -> list[dict[str, int]] | None:
