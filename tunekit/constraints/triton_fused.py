@@ -45,7 +45,8 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     def args(direction: str) -> tuple:
         return (p.g_r, p.n_states, d_pad, block_b, num_warps, num_stages, p.dtype_bytes, direction)
 
-    shared = {d: triton_fused_shared_bytes(*args(d)) for d in p.directions}
+    # sm_90's warpgroup MMA changes what the backward stages in shared memory (triton_resources)
+    shared = {d: triton_fused_shared_bytes(*args(d), arch=gpu.arch) for d in p.directions}
     regs = {d: triton_fused_registers_per_thread(*args(d)) for d in p.directions}
     batch_blocks = ceil_div(p.batch, block_b)
     grid = p.heads * batch_blocks
