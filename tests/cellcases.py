@@ -64,8 +64,8 @@ CELL_IDS = [cell.name for cell in ALL_CELLS]
 def step_inputs(cell: Cell, size: int, dtype: torch.dtype, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random inputs of the pointwise step, each a [size] tensor, inside every state's domain.
 
-    The sLSTM's normalizer n is either exactly 0 (the first step: every fourth element) or >= 1
-    (every later step, since n' = max(f'n + i', 1)).
+    The sLSTM's normalizer n is either exactly 0 (the first step: every fourth element, where the
+    cell state c is 0 too) or >= 1 (every later step, since n' = max(f'n + i', 1)).
     """
     generator = torch.Generator().manual_seed(seed)
     values = {name: torch.randn(size, generator=generator, dtype=dtype) for name in forward_inputs(cell)}
@@ -73,6 +73,7 @@ def step_inputs(cell: Cell, size: int, dtype: torch.dtype, seed: int = 0) -> dic
         n = 1 + 3 * torch.rand(size, generator=generator, dtype=dtype)
         n[::4] = 0.0
         values["s_n"] = n
+        values["s_c"][::4] = 0.0
     return values
 
 

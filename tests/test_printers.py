@@ -84,11 +84,14 @@ def load_module(path: Path, source: str):
     return module
 
 
-@pytest.mark.parametrize("direction", ["forward", "backward"])
-@pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
-def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, direction, tmp_path):
+def run_triton_step(cell: Cell, direction: str, tmp_path: Path, magnitude: float | None, rtol: float) -> None:
+    """Run the printed step in a Triton kernel (float32) and compare with the torch step in float64;
+    ``magnitude``: every gate input is ±magnitude instead of standard normal."""
     module = load_module(tmp_path / f"tk_{cell.name}_{direction}.py", triton_step_source(cell, direction))
     values = step_inputs(cell, SIZE, torch.float64)
+    for name in values:
+        if magnitude is not None and name.startswith(("wx_", "ry_", "b_")):
+            values[name] = values[name].sign() * magnitude
     if direction == "backward":
         values |= incoming_grads(cell, SIZE, torch.float64)
         reference = backward_step(cell)
@@ -101,11 +104,28 @@ def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, dir
 
     # the float64 reference runs on the same float32-rounded inputs
     expected = reference(**{name: packed[k].double() for k, name in enumerate(inputs)})
+    assert torch.isfinite(result).all()
     for k, (name, value) in enumerate(zip(outputs, expected, strict=True)):
         value = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), (SIZE,))
         torch.testing.assert_close(
-            result[k].double(), value, rtol=2e-5, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}"
+            result[k].double(), value, rtol=rtol, atol=rtol, msg=lambda m, n=name: f"{n}: {m}"
         )
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
+def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, direction, tmp_path):
+    run_triton_step(cell, direction, tmp_path, magnitude=None, rtol=2e-5)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "slstm"])
+def test_triton_code_saturates_without_nan_for_large_preactivations(cell, direction, tmp_path):
+    """Each of wx, ry, b at ±10, so pre-activations reach ±30: the printed helpers (tanh via sigmoid,
+    logsigmoid via exp(-|x|)) and the sLSTM's stabilizer keep float32 finite; results match float64
+    up to float32 cancellation. (Beyond about ±88 at the sLSTM's first step, f' = exp(lf - i)
+    overflows float32 in DESIGN's formula itself, though it multiplies c = n = 0.)"""
+    run_triton_step(get_cell(cell), direction, tmp_path, magnitude=10.0, rtol=1e-4)
 
 
 def cuda_step_kernel(cell: Cell, direction: str) -> str:
