@@ -20,8 +20,16 @@ import pytest
 import torch
 
 from tunekit.cells import get_cell
-from tunekit.kernels.triton_fused import bf16_dot_is_exact, fused_rnn, interpreter_dot_error, load_kernels
+from tunekit.kernels.triton_fused import (
+    DEFAULT_CONFIG,
+    bf16_dot_is_exact,
+    fused_rnn,
+    interpreter_dot_error,
+    load_kernels,
+    tuned_config,
+)
 from tunekit.reference import rnn as reference_rnn
+from tunekit.tuning import NoFeasibleConfig
 
 # dtype -> (rtol relative to max|reference|, absolute floor)
 TOL = {
@@ -197,3 +205,17 @@ def test_mismatched_shapes_raise_value_error():
     wx, r, b, _ = make_inputs("lstm", 2, 3, 1, 16, torch.float32, with_s0=False, seed=0)
     with pytest.raises(ValueError, match=r"R: got shape \(3, 1, 16, 16\)"):
         fused_rnn(wx, r[:3], b, cell="lstm", config=CONFIG)
+
+
+def test_no_config_asks_the_tuner_for_the_a100_in_the_interpreter():
+    config = tuned_config("lstm", 5, 3, 48, "bfloat16", interpret=True)
+    assert config.family == "triton-fused" and config.gpu == "a100-sxm4-80gb"
+    check_against_reference("lstm", B=5, T=4, N=3, D=48, dtype=torch.bfloat16, config=None, seed=19)
+
+
+def test_a_shape_the_model_rejects_runs_with_the_default_tiles_only_in_the_interpreter():
+    # fp32 R and R^T of D=48 (padded to 64) do not fit an a100 program's registers and shared memory
+    assert tuned_config("lstm", 5, 3, 48, "float32", interpret=True) == DEFAULT_CONFIG
+    with pytest.raises(NoFeasibleConfig, match="no feasible configuration"):
+        tuned_config("lstm", 5, 3, 48, "float32", interpret=False, gpu="a100")
+    check_against_reference("lstm", B=5, T=4, N=3, D=48, dtype=torch.float32, config=None, seed=23)

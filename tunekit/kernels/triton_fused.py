@@ -33,7 +33,8 @@ import triton.language as tl
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
 from tunekit.files import write_atomic
 
-# used when config=None and the tuner cannot be imported; DESIGN §4.1's smallest tl.dot batch tile
+FAMILY = "triton-fused"
+# config=None in the interpreter for a shape the a100 model rejects; the smallest tl.dot batch tile
 DEFAULT_CONFIG: dict[str, int] = {"block_b": 16, "num_warps": 4, "num_stages": 1}
 
 DTYPES: dict[str, torch.dtype] = {
@@ -340,21 +341,32 @@ def _interpreting(device: torch.device) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def tuned_config(cell: str, batch: int, heads: int, head_dim: int, dtype: str) -> Any:
-    """The tuner's best triton-fused config for this shape (profile "a100" when no GPU is present).
+def tuned_config(
+    cell: str, batch: int, heads: int, head_dim: int, dtype: str, *, interpret: bool, gpu: str | None = None
+) -> Any:
+    """The tuner's best triton-fused config (forward and backward) for this shape.
 
-    Falls back to :data:`DEFAULT_CONFIG` only when the tuner is not importable.
+    ``gpu``: a profile name; None means the local GPU, or "a100" when there is none. On a GPU a
+    shape the model rejects raises :class:`tunekit.tuning.NoFeasibleConfig` (its message says how
+    to see why; pass a ``config`` or use another backend). In Triton's interpreter nothing is
+    limited by on-chip memory and the tile choice does not change the numbers, so such a shape runs
+    with :data:`DEFAULT_CONFIG` instead.
     """
-    try:
-        from tunekit.hardware import detect_profile, load_profile
-        from tunekit.problem import Problem
-        from tunekit.tuning import tune
-    except ImportError:
-        return DEFAULT_CONFIG
-    gpu = detect_profile() if torch.cuda.is_available() else load_profile("a100")
+    from tunekit.hardware import detect_profile, load_profile
+    from tunekit.problem import Problem
+    from tunekit.tuning import NoFeasibleConfig, tune
+
+    if gpu is not None:
+        profile = load_profile(gpu)
+    else:
+        profile = detect_profile() if torch.cuda.is_available() else load_profile("a100")
     problem = Problem(cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction="both")
-    result = tune(problem, gpu, backend="triton-fused")
-    return getattr(result, "config", result)
+    try:
+        return tune(problem, profile, backend=FAMILY).config
+    except NoFeasibleConfig:
+        if interpret:
+            return DEFAULT_CONFIG
+        raise
 
 
 def fused_rnn(
@@ -373,7 +385,7 @@ def fused_rnn(
     (float32, float16, bfloat16) and device. Returns (all_states [S, B, T, N, D], last
     [S, B, 1, N, D]) in that dtype. ``config``: a KernelConfig or a mapping with ``block_b``,
     ``num_warps``, ``num_stages`` (and optionally ``d_pad``); None asks the tuner
-    (:func:`tuned_config`; offline for the "a100" profile when no GPU is present).
+    (:func:`tuned_config`: for the local GPU; for "a100" in the interpreter).
     """
     from tunekit.cells import get_cell
 
@@ -383,7 +395,7 @@ def fused_rnn(
     dtype = _dtype_name(Wx.dtype)
     interpret = _interpreting(Wx.device)
     if config is None:
-        config = tuned_config(cell, batch, heads, head_dim, dtype)
+        config = tuned_config(declaration.name, batch, heads, head_dim, dtype, interpret=interpret)
     launch = _Launch(
         cell=declaration.name,
         states=len(declaration.states),
