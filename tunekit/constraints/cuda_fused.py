@@ -4,12 +4,15 @@ Tiling (FlashRNN's fused kernel is the prior art; its RECURRENT_TILING_COUNT_GAT
 BLOCK_TILING_COUNT_BATCH, WARP_TILING_COUNT_* and WARP_RECURRENT_CACHED_* map onto the variables
 below). Per head, R is ``G_r·D x D``; a block owns the rows of all G_r gates of ``hidden_per_block``
 hidden units (gates interleaved, so the pointwise step needs no cross-block traffic), a
-``k_per_block`` slice of the reduction dim, and ``block_b`` batch columns:
+``k_per_block`` slice of the reduction dim, and ``block_b`` batch columns, which it serves in passes
+of ``tile_b`` columns (n8 mma tiles) with the same R: a large batch loops inside the block instead
+of replicating R over more blocks.
 
 * grid = heads x ceil(D / hidden_per_block) x ceil(D / k_per_block) x ceil(B / block_b), all
   co-resident (grid.sync() once per step, twice with a cross-block reduction);
-* ``warps_rows`` x ``warps_k`` warps; each warp loops over its row tiles (m16 mma tiles; the count
-  is a resource, fixed by the block rows and warps_rows) and over its k tiles;
+* ``warps_rows`` x ``warps_k`` warps; per pass, each warp streams y through double-buffered shared
+  memory chunks and accumulates all its row tiles (m16 mma tiles) over its k tiles; the k warps add
+  their partial sums into the block's fp32 gate buffer in turn;
 * each warp keeps as many of its R tiles in registers as its register budget holds, as mma A
   fragments (4 registers each: 16x16 bf16 or 16x8 tf32 is 512 B per warp), the rest in shared
   memory. That count is derived, not searched: a tile in registers skips a shared-memory read
@@ -17,21 +20,30 @@ hidden units (gates interleaved, so the pointwise step needs no cross-block traf
 
 Padding instead of divisibility: block rows round up to whole m tiles (spread over the row warps,
 the last ones may hold one tile less), the k slice to whole k steps per warp, D to whole blocks, B
-to whole batch tiles; every pad is a resource. hidden_per_block and k_per_block are ``ceil(D / s)``
-for one fixed set of split counts s, so for fixed split counts and warps every resource is
-non-decreasing in D: feasibility is monotone in D (no FlashRNN-style holes; the tests check it on a
-sampled D grid, together with the pruning rules below).
+to whole batch tiles; every pad is a resource.
+
+Monotone in D by construction: ``hidden_per_block`` takes values from one D-independent set (the
+most units that fill t m tiles, t in ROW_TILE_COUNTS; capped at the first value >= D) and
+``k_per_block`` is ``ceil(D / s)`` for a fixed set of split counts s. For fixed tunables every
+resource (grid, k slice, tiles per warp, shared memory, registers the co-resident grid needs) is
+non-decreasing in D, so a configuration feasible at D has a counterpart at every D' < D; the tests
+check it on sampled D grids, pruning rules included.
 
 Pruning rules (named constraints, each the reason a configuration is dominated): at least 4 warps
 when the block has 4 mma tiles; no idle warps; a k split over warps only with <= 2 row tiles per
-warp; a k split over blocks only at the finest row split; at most half of a block's rows padding.
+warp; at most half of a block's rows padding; a batch tile no wider than the batch block.
 
-Limits: one block serves one head, and batch blocks replicate R (``block_b`` <= 64), so problems
-with many heads or large batch x large D fall back to cuda-alternating.
+:func:`physical_bound` states what any such kernel can hold: R in every SM's register file and
+shared memory (raw), less the reserves no kernel avoids (usable); the tests check that every
+problem within 95% of the usable bound has a configuration.
+
+Limits: one block serves one head, so problems with many heads of small D may fall back to
+cuda-alternating when heads x blocks per head exceed the co-resident grid.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tunekit.constraints import Space
@@ -42,38 +54,62 @@ from tunekit.constraints.occupancy import (
     mma_shape,
 )
 from tunekit.problem import Problem
-from tunekit.solvers import AnyOf, Max, Min, Model, PowersOfTwo, Values, ceil_div, floor_div
+from tunekit.solvers import AllOf, AnyOf, Max, Min, Model, PowersOfTwo, Values, ceil_div, floor_div
 
-__all__ = ["SPLITS_K", "block_tile", "build_model", "row_splits"]
+__all__ = [
+    "ROW_TILE_COUNTS",
+    "SPLITS_K",
+    "PhysicalBound",
+    "block_tile",
+    "build_model",
+    "hidden_choices",
+    "physical_bound",
+    "r_bytes",
+]
 
 FAMILY = "cuda-fused"
-SPLITS_K = (1, 2, 4)  # reduction splits across blocks; each adds a cross-block reduction per step
-MAX_BLOCK_B = 64  # batch columns per block: 8 n8 mma tiles; more only multiplies accumulators
+# Reduction splits across blocks; each adds a cross-block reduction and a second grid sync per
+# step. Splits of k shrink the atom a block holds (an m tile x k slice), so the R of the last SMs'
+# worth of units can be spread evenly: with s = 8 an atom is under 2.5% of an SM at the coverage edge.
+SPLITS_K = (1, 2, 3, 4, 6, 8)
+# m16 tiles of rows a block may hold: every count up to 24 (the grid-filling choices at the
+# coverage edge: ~5-21 tiles per SM on A100/H100 for D near the bound), then by 8 up to 64
+# (1024 rows). A block of more than 64 tiles fits an SM only with a k slice under 236 (bf16 on the
+# 484 KB of an H100 SM), and every such problem is also served by smaller blocks.
+ROW_TILE_COUNTS = (*range(1, 25), 32, 40, 48, 56, 64)
+_FINE_TILES, _COARSE_STEP = 24, 8  # ROW_TILE_COUNTS steps by 1 up to 24, then by 8
+# Batch columns per pass: 8 n8 mma tiles at most; wider only multiplies accumulators (4 registers
+# per n8 tile and row tile) and the y staging, and the block loops over passes instead.
+MAX_TILE_B = 64
 # Warps per block: up to 8 along rows (8 warps x 32 threads x 255 registers already fill the 64K
 # register file) and up to 8 along k.
 MAX_WARPS_ROWS, MAX_WARPS_K = 8, 8
 REG_TILE_REGISTERS = 4  # an mma A fragment (512 B per warp) is 4 registers per thread
+ACC_REGISTERS = 4  # fp32 accumulators of an m16n8 tile: 16 x 8 / 32 lanes
+B_FRAG_REGISTERS = 2  # an mma B fragment (k16 x n8 bf16/fp16, k8 x n8 tf32): 2 registers per thread
 Y_CHUNK = 256  # y (dg) is staged in shared memory 256 k-rows at a time, double-buffered
-# Registers per thread besides R fragments and accumulators: pointwise gates and states of the
-# thread's hidden units, y/dg fragment double buffers' addresses, loop counters, grid-sync state
-# (assumption after FlashRNN's fused kernel; calibrate against ptxas -v).
-OVERHEAD_REGISTERS = 56
+# Registers per thread besides R fragments, accumulators (4 per n8 tile and row tile) and
+# double-buffered B fragments (2 x 2 per n8 tile): addresses, loop counters, lane/warp ids,
+# grid-sync state and the pointwise step's temporaries (which reuse dead fragment registers).
+# Measured: a probe kernel (mma.sync m16n8k16 bf16 with N R fragments held in registers, y from
+# shared memory, LSTM pointwise, cooperative grid.sync, one n8 tile) compiled by nvcc 13.0
+# -Xptxas -v needs 250 registers at N = 56 for sm_80 (249 sm_90, 250 sm_89), no spills: 26 beyond
+# the fragments, i.e. 18 + 4 + 4 in this accounting; at 2/4/8 n8 tiles, 27/40/60 beyond them
+# (14/8/-4 + the rest). 24 keeps a margin of 6 for sLSTM's extra states and multi-head indexing.
+OVERHEAD_REGISTERS = 24
 
 
-def row_splits(gpu: Any) -> tuple[int, ...]:
-    """Split counts of the gate x hidden rows: powers of two and the divisors of 1x/2x the SMs.
+def hidden_choices(p: Problem, gpu: Any) -> list[int]:
+    """Hidden units per block: the most that fill t m tiles (t in ROW_TILE_COUNTS), up to the first >= D.
 
-    Divisors of the SM count let split_rows x split_k fill every SM exactly (108 = 27 x 4 on A100,
-    132 = 33 x 4 on H100), which powers of two alone cannot.
+    The set does not depend on D (only its cap does), which keeps feasibility monotone in D.
     """
-    n = gpu.sm_count
-    divisors = {d for k in (1, 2) for d in range(1, k * n + 1) if (k * n) % d == 0}
-    powers = {1 << i for i in range((2 * n).bit_length())}
-    return tuple(sorted(s for s in divisors | powers if s <= 2 * n))
-
-
-def _per_block(dim: int, splits: tuple[int, ...]) -> list[int]:
-    return sorted({-(-dim // s) for s in splits if s <= dim})
+    mm, _, _ = mma_shape(gpu, p.dtype)
+    rows_per_unit = p.g_r if p.directions[0] == "forward" else 1
+    values = sorted({mm * t // rows_per_unit for t in ROW_TILE_COUNTS} - {0})
+    below = [v for v in values if v < p.head_dim]
+    above = [v for v in values if v >= p.head_dim][:1]
+    return below + above
 
 
 def block_tile(direction: str, g_r: int, hidden_per_block, k_per_block) -> tuple:
@@ -83,16 +119,17 @@ def block_tile(direction: str, g_r: int, hidden_per_block, k_per_block) -> tuple
     return hidden_per_block, g_r * k_per_block
 
 
-def _block(p: Problem, gpu: Any, rows, k, block_b, warps_rows, warps_k, grid) -> dict:
+def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid) -> dict:
     """Tile geometry, registers and shared memory of one block computing a rows x k product."""
     mm, mn, mk = mma_shape(gpu, p.dtype)
     m_tiles = ceil_div(rows, mm)  # the block's rows padded to whole m tiles
     row_tiles = ceil_div(m_tiles, warps_rows)  # m tiles per warp (the last warps may have one fewer)
     k_tiles = ceil_div(k, mk * warps_k)  # k steps per warp (the k slice padded likewise)
     tiles_per_warp = row_tiles * k_tiles
-    n_tiles = ceil_div(block_b, mn)  # n8 tiles of the batch block
-    # one row tile's fp32 accumulators at a time (rows are looped), y fragments double-buffered
-    other_regs = OVERHEAD_REGISTERS + 4 * n_tiles + 2 * 2 * n_tiles
+    n_tiles = ceil_div(tile_b, mn)  # n8 tiles of one batch pass
+    # fp32 accumulators of all the warp's row tiles (the k loop runs over y chunks, rows inside),
+    # B fragments double-buffered
+    other_regs = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * row_tiles + 2 * B_FRAG_REGISTERS * n_tiles
     # Register budget per thread: the co-resident grid needs ceil(grid / SMs) blocks on some SM, and
     # they share its register file (allocated per warp in units of 256); at most 255 per thread.
     per_sm_needed = ceil_div(grid, gpu.sm_count)
@@ -108,9 +145,12 @@ def _block(p: Problem, gpu: Any, rows, k, block_b, warps_rows, warps_k, grid) ->
     in_smem = warps_k * (full * Max(0, tiles_per_warp - cap) + short * Max(0, tiles_per_warp - k_tiles - cap))
     rows_pad, k_pad = row_tiles * mm * warps_rows, k_tiles * mk * warps_k
     r_smem = in_smem * mm * mk * p.dtype_bytes
-    y_smem = Min(k_pad, 2 * Y_CHUNK) * block_b * p.dtype_bytes  # y (dg) staged in double-buffered chunks
-    gates_smem = m_tiles * mm * block_b * 4  # fp32 pre-activations for the interleaved pointwise
-    partial_smem = (warps_k - 1) * m_tiles * mm * block_b * 4  # partial sums of the k warps
+    # y (dg) of one pass staged in double-buffered chunks of Y_CHUNK k-rows
+    y_smem = Min(k_pad, 2 * Y_CHUNK) * tile_b * p.dtype_bytes
+    # fp32 pre-activations of one pass for the interleaved pointwise; the k warps add into it in turn.
+    # It shares the y buffers: it is written after the pass's last y chunk is consumed, and the next
+    # y chunk (next pass, or next step after the grid sync) is staged after the pointwise read it.
+    gates_smem = m_tiles * mm * tile_b * 4
     return {
         "rows_pad": rows_pad,
         "k_pad": k_pad,
@@ -119,7 +159,8 @@ def _block(p: Problem, gpu: Any, rows, k, block_b, warps_rows, warps_k, grid) ->
         "tiles_per_warp": tiles_per_warp,
         "in_regs": in_regs,
         "regs": other_regs + REG_TILE_REGISTERS * in_regs,
-        "smem": r_smem + y_smem + gates_smem + partial_smem,
+        "smem": r_smem + Max(y_smem, gates_smem),
+        "r_smem": r_smem,
     }
 
 
@@ -132,38 +173,59 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     lim = Limits(m)
 
     # Variables
-    hidden_per_block = m.int_var("hidden_per_block", Values(_per_block(D, row_splits(gpu))))
-    k_per_block = m.int_var("k_per_block", Values(_per_block(D, SPLITS_K)))
-    block_b = m.int_var("block_b", PowersOfTwo(mn, max(mn, min(MAX_BLOCK_B, 1 << (B - 1).bit_length()))))
+    hidden_per_block = m.int_var("hidden_per_block", Values(hidden_choices(p, gpu)))
+    k_per_block = m.int_var("k_per_block", Values(sorted({-(-D // s) for s in SPLITS_K if s <= D})))
+    b_cap = max(mn, 1 << (B - 1).bit_length())  # the smallest power of two >= B
+    widest = min(b_cap, MAX_TILE_B)
+    # Batch blocks no narrower than the widest pass: a batch block replicates R on more SMs, and a
+    # finer row split gives the same parallelism without copies.
+    block_b = m.int_var("block_b", PowersOfTwo(widest, b_cap))
+    # Passes of the widest tile (R in shared memory re-read least) or of one n8 tile (the most
+    # registers and the least y staging left for R); widths between trade one for the other at a loss.
+    tile_b = m.int_var("tile_b", Values(sorted({mn, widest})))
     warps_rows = m.int_var("warps_rows", PowersOfTwo(1, MAX_WARPS_ROWS))
     warps_k = m.int_var("warps_k", PowersOfTwo(1, MAX_WARPS_K))
 
     # Resources (per direction the configuration serves: the backward runs R^T over the same tile)
+    units = Min(hidden_per_block, D)  # the capped choice >= D is one block of all D units
     split_rows, split_k = ceil_div(D, hidden_per_block), ceil_div(D, k_per_block)
     batch_blocks = ceil_div(B, block_b)
+    batch_passes = ceil_div(Min(B, block_b), tile_b)  # passes of tile_b columns over the block's batch
     grid = p.heads * split_rows * split_k * batch_blocks
     warps = warps_rows * warps_k
     blocks = {}
     for d in p.directions:
-        rows, k = block_tile(d, p.g_r, hidden_per_block, k_per_block)
-        blocks[d] = _block(p, gpu, rows, k, block_b, warps_rows, warps_k, grid) | {"rows": rows, "k": k}
+        rows, k = block_tile(d, p.g_r, units, k_per_block)
+        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid) | {"rows": rows, "k": k}
 
     # Constraints: structural rules first (cheap, so the search rejects most points early)
     first = blocks[p.directions[0]]
     rows_pad, rows = first["rows_pad"], first["rows"]
-    hb_min = min(hidden_per_block.domain.values)
-    tiles_block = ceil_div(rows, mm) * ceil_div(first["k"], mk)
-    m.add("warps_fill_tensor_cores", warps >= Min(4, tiles_block),
-          why="an SM has 4 tensor-core sub-partitions, one per scheduler: 4 warps use them all")  # fmt: skip
+    # the next finer row split: t - 1 m tiles (t - 8 above _FINE_TILES, ROW_TILE_COUNTS' step)
+    rows_per_unit = p.g_r if p.directions[0] == "forward" else 1
+    t = ceil_div(rows_per_unit * hidden_per_block, mm)
+    t_finer = t - 1 - (_COARSE_STEP - 1) * Min(1, Max(0, t - _FINE_TILES))
+    finer_grid = (
+        p.heads * ceil_div(D, Max(1, floor_div(mm * t_finer, rows_per_unit))) * split_k * batch_blocks
+    )
+    busiest, finer_busiest = ceil_div(grid, gpu.sm_count), ceil_div(finer_grid, gpu.sm_count)
+    m.add("row_split_as_fine_as_free", AnyOf(t == 1, finer_busiest > busiest),
+          why="a finer row split with as many blocks on the busiest SM does less work per SM and holds "
+          "less R per block: a coarser one stays only where the finer one adds a block to an SM")  # fmt: skip
+    m.add("k_split_only_for_capacity", AnyOf(split_k == 1, first["r_smem"] > 0),
+          why="a k split over blocks adds a reduction and a second grid sync per step (~1.5 us): worth it "
+          "only when R does not fit the registers of the row-split grid")  # fmt: skip
+    no_more_warps = AllOf(2 * warps_rows > first["m_tiles"], 2 * warps_k * mk > first["k"])
+    m.add("warps_fill_tensor_cores", AnyOf(warps >= 4, no_more_warps),
+          why="an SM has 4 tensor-core sub-partitions, one per scheduler: 4 warps use them all "
+          "(fewer only where another warp along rows or k would be idle)")  # fmt: skip
     m.add("no_idle_row_warps", warps_rows <= first["m_tiles"],
           why=f"a warp along rows needs at least one m{mm} tile of the block's rows")  # fmt: skip
     m.add("no_idle_k_warps", warps_k * mk <= first["k"],
           why=f"a warp along k needs at least one k{mk} mma step of the block's k slice")  # fmt: skip
     m.add("warps_k_for_short_rows", AnyOf(warps_k == 1, first["row_tiles"] <= 2),
           why="a k split over warps adds a shared-memory reduction: only at <= 2 row tiles each")  # fmt: skip
-    m.add("split_k_after_rows", AnyOf(k_per_block == D, hidden_per_block == hb_min),
-          why="a k split over blocks adds a reduction and grid sync per step: split rows first")  # fmt: skip
-    m.add("row_tiles_half_full", AnyOf(rows_pad <= 2 * rows, hidden_per_block == D),
+    m.add("row_tiles_half_full", AnyOf(rows_pad <= 2 * rows, hidden_per_block >= D),
           why=f"more than half of a block's m{mm} tile rows as padding wastes tensor-core work")  # fmt: skip
 
     # Constraints: resource limits (checked after the cheap structural rules above fail fast)
@@ -175,7 +237,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
                                      smem_bytes=b["smem"], cooperative=True, suffix=sfx)  # fmt: skip
 
     # Objective: least padded tensor-core work per block (cost.estimate ranks further)
-    m.minimize(rows_pad * first["k_pad"] * block_b)
+    m.minimize(rows_pad * first["k_pad"] * batch_passes * tile_b)
 
     resources: dict = {
         "threads_per_block": warps * gpu.warp_size,
@@ -186,18 +248,72 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "split_rows": split_rows,
         "split_k": split_k,
         "batch_blocks": batch_blocks,
+        "batch_passes": batch_passes,
         "grid_syncs_per_step": Min(split_k, 2),  # a reduction split adds a second sync per step
         "row_tiles_per_warp": first["row_tiles"],
         "r_tiles_per_warp": first["tiles_per_warp"],
         "r_tiles_in_registers_per_warp": first["in_regs"],
         "rows_pad_per_block": rows_pad,
         "k_pad_per_block": first["k_pad"],
-        "d_pad": split_rows * hidden_per_block,
-        "padding_d": split_rows * hidden_per_block - D,
+        "d_pad": split_rows * units,
+        "padding_d": split_rows * units - D,
         "padding_k": split_k * k_per_block - D,
         "b_pad": batch_blocks * block_b,
         "padding_b": batch_blocks * block_b - B,
         "padding_rows_per_block": rows_pad - rows,
     }
-    tunables = ("hidden_per_block", "k_per_block", "block_b", "warps_rows", "warps_k")
+    tunables = ("hidden_per_block", "k_per_block", "block_b", "tile_b", "warps_rows", "warps_k")
     return Space(FAMILY, p, gpu, m, tunables, resources, tuple(lim.items))
+
+
+@dataclass(frozen=True)
+class PhysicalBound:
+    """How many bytes of R (summed over heads) any cuda-fused kernel could hold on a GPU.
+
+    ``raw``: every SM's register file plus its shared memory. ``usable``: the same less the
+    reserves no such kernel avoids, each named in ``reserves`` (bytes per SM).
+    """
+
+    raw: int
+    usable: int
+    reserves: dict[str, int]
+
+
+def physical_bound(problem: Problem, gpu: Any) -> PhysicalBound:
+    """Raw and usable on-chip bytes for R of ``problem`` on ``gpu`` (compare with ``problem`` R bytes).
+
+    Usable, per SM (one block per SM, the layout that leaves most room for R):
+
+    * registers: the warps that can hold 255 registers each fill the file (8 warps of 32 threads
+      with 64K registers); each thread keeps OVERHEAD_REGISTERS for addresses and loop state, 4
+      accumulators of one n8 tile and 2 x 2 registers of double-buffered B fragments, and holds R
+      only in whole 4-register mma A fragments;
+    * shared memory: less the 1 KB the runtime reserves per block and one pass of y for one n8
+      column tile, double-buffered in chunks of Y_CHUNK k-rows.
+    """
+    _, mn, _ = mma_shape(gpu, problem.dtype)
+    per_thread_reserve = OVERHEAD_REGISTERS + ACC_REGISTERS + 2 * B_FRAG_REGISTERS
+    best_regs = 0
+    warps = 1
+    while warps * gpu.warp_size <= gpu.max_threads_per_block:
+        unit = gpu.register_allocation_unit
+        per_warp = gpu.registers_per_sm // (warps * unit) * unit
+        per_thread = min(gpu.max_registers_per_thread, per_warp // gpu.warp_size)
+        fragments = max(0, per_thread - per_thread_reserve) // REG_TILE_REGISTERS
+        best_regs = max(best_regs, warps * gpu.warp_size * fragments * REG_TILE_REGISTERS * 4)
+        warps *= 2
+    register_file = gpu.registers_per_sm * 4  # 32-bit registers
+    y_stage = min(problem.head_dim, 2 * Y_CHUNK) * mn * problem.dtype_bytes
+    reserves = {
+        "registers_overhead_accumulators_fragments": register_file - best_regs,
+        "shared_memory_reserved_per_block": gpu.shared_memory_reserved_per_block,
+        "y_staging": y_stage,
+    }
+    raw_per_sm = register_file + gpu.shared_memory_per_sm
+    usable_per_sm = raw_per_sm - sum(reserves.values())
+    return PhysicalBound(gpu.sm_count * raw_per_sm, gpu.sm_count * usable_per_sm, reserves)
+
+
+def r_bytes(problem: Problem) -> int:
+    """Bytes of R over all heads: G_r x N x D x D elements of the layer's dtype."""
+    return problem.g_r * problem.heads * problem.head_dim**2 * problem.dtype_bytes
