@@ -171,7 +171,8 @@ def _cuda_fused(space: Space, res: Mapping[str, int], par: Mapping[str, int], d:
     tensor = per_sm * flops / (rate["tensor"] * _tensor_share(per_sm * warps))
     tiles = (rows // mm) * (k // mk)
     in_regs = min(tiles, res["r_tiles_in_registers_per_warp"] * warps)
-    r_smem = (tiles - in_regs) * TILE_BYTES  # each R tile in shared memory is read once per step
+    # each R tile in shared memory is read once per step and batch pass (the block loops over passes)
+    r_smem = (tiles - in_regs) * TILE_BYTES * res["batch_passes"]
     y_reads = warps * res["row_tiles_per_warp"] * (k // par["warps_k"]) * par["block_b"] * p.dtype_bytes
     partials = (res["split_k"] - 1) * rows * par["block_b"] * 4  # fp32 partial sums through L2
     active = min(res["blocks"], gpu.sm_count)

@@ -45,6 +45,7 @@ PARAM_TAGS: dict[str, str] = {
     "stages": "st",
     "pointwise_threads": "pt",
     "hidden_per_block": "hb",
+    "tile_b": "tb",
     "k_per_block": "kb",
     "warps_rows": "wr",
     "warps_k": "wk",
