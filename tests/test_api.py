@@ -46,6 +46,24 @@ def test_auto_prefers_the_fused_triton_kernel_on_a_gpu():
     assert resolve_backend("auto", torch.device("cuda", 0)) == "triton-fused"
 
 
+def test_auto_falls_back_to_the_reference_when_no_tuned_config_fits(registry, monkeypatch):
+    from tunekit.hardware import load_profile
+    from tunekit.problem import Problem
+    from tunekit.tuning import NoFeasibleConfig
+
+    def nothing_fits(Wx, R, b, states, *, cell, config):
+        problem = Problem(cell, batch=3, heads=2, head_dim=6, dtype="float32")
+        raise NoFeasibleConfig(problem, load_profile("a100"), ())
+
+    register_backend("triton-fused", nothing_fits, replace=True)
+    monkeypatch.setattr(api, "resolve_backend", lambda backend, device: "triton-fused")
+    Wx, R, b = lstm_inputs()
+    out, _ = tunekit.rnn(Wx, R, b, cell="lstm", backend="auto")
+    torch.testing.assert_close(out, tunekit.rnn(Wx, R, b, cell="lstm")[0], rtol=0, atol=0)
+    with pytest.raises(NoFeasibleConfig):  # named explicitly, the backend's error reaches the caller
+        tunekit.rnn(Wx, R, b, cell="lstm", backend="triton-fused")
+
+
 @pytest.mark.parametrize(
     "backend", ["fastest", "Reference", "", None, 3], ids=["typo", "case", "empty", "none", "int"]
 )

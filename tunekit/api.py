@@ -150,4 +150,13 @@ def rnn(
             f"cell: backend {name!r} loads cells by name; got an unregistered Cell {declaration.name!r}, "
             "expected tunekit.cells.register_cell(cell) first"
         )
-    return function(Wx, R, b, states, cell=declaration.name, config=config)
+    if backend != "auto" or config is not None:
+        return function(Wx, R, b, states, cell=declaration.name, config=config)
+    from tunekit.tuning import NoFeasibleConfig
+
+    try:
+        return function(Wx, R, b, states, cell=declaration.name, config=None)
+    except NoFeasibleConfig:
+        # "auto" asked for the best backend that can run this shape here: the tuned kernel cannot
+        # hold it on this GPU (tunekit explain says why), the reference can
+        return _BACKENDS["reference"].load("reference")(Wx, R, b, states, cell=declaration, config=None)
