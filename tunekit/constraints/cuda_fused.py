@@ -87,7 +87,8 @@ MAX_WARPS_ROWS, MAX_WARPS_K = 8, 8
 REG_TILE_REGISTERS = 4  # an mma A fragment (512 B per warp) is 4 registers per thread
 ACC_REGISTERS = 4  # fp32 accumulators of an m16n8 tile: 16 x 8 / 32 lanes
 B_FRAG_REGISTERS = 2  # an mma B fragment (k16 x n8 bf16/fp16, k8 x n8 tf32): 2 registers per thread
-Y_CHUNK = 256  # y (dg) is staged in shared memory 256 k-rows at a time, double-buffered
+# y (dg) staged 128 k-rows at a time (8 bf16 / 16 tf32 mma k steps a barrier), double-buffered
+Y_CHUNK = 128
 # Registers per thread besides R fragments, accumulators (4 per n8 tile and row tile) and
 # double-buffered B fragments (2 x 2 per n8 tile): addresses, loop counters, lane/warp ids,
 # grid-sync state and the pointwise step's temporaries (which reuse dead fragment registers).
@@ -221,7 +222,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
           "(fewer only where another warp along rows or k would be idle)")  # fmt: skip
     m.add("no_idle_row_warps", warps_rows <= first["m_tiles"],
           why=f"a warp along rows needs at least one m{mm} tile of the block's rows")  # fmt: skip
-    m.add("no_idle_k_warps", warps_k * mk <= first["k"],
+    m.add("no_idle_k_warps", AnyOf(warps_k == 1, warps_k * mk <= first["k"]),
           why=f"a warp along k needs at least one k{mk} mma step of the block's k slice")  # fmt: skip
     m.add("warps_k_for_short_rows", AnyOf(warps_k == 1, first["row_tiles"] <= 2),
           why="a k split over warps adds a shared-memory reduction: only at <= 2 row tiles each")  # fmt: skip
