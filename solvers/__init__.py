@@ -2,7 +2,8 @@
 
 Declare variables with finite domains, add named constraints (each with the hardware fact behind
 it), optionally an objective, then ask any backend ("native": propagation + enumeration in pure
-Python; "cpsat": OR-tools CP-SAT; "brute": the Cartesian product, the referee)::
+Python; "cpsat": OR-tools CP-SAT; "vector": numpy over the Cartesian product, falling back to
+"native" beyond its size or exactness limits; "brute": the Cartesian product, the referee)::
 
     from tunekit.solvers import Model, PowersOfTwo, Range, ceil_div, round_up, solve, top_k, explain
 

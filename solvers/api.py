@@ -15,7 +15,7 @@ from .model import Model
 
 __all__ = ["BACKENDS", "solve", "top_k", "enumerate_all", "explain"]
 
-BACKENDS = ("native", "cpsat", "brute")
+BACKENDS = ("native", "cpsat", "vector", "brute")
 
 
 def _backend(name: object) -> ModuleType:

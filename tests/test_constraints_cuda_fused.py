@@ -13,7 +13,7 @@ from tunekit.constraints.cuda_fused import physical_bound, r_bytes
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import enumerate_all, solve
-from tunekit.vectorized import vector_solutions
+from tunekit.solvers.vector import vector_solutions
 
 CASES = [
     Problem("lstm", batch=5, heads=1, head_dim=48),

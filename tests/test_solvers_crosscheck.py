@@ -1,4 +1,4 @@
-"""Property tests: on random small models, native, cpsat and brute force give the same answers.
+"""Property tests: on random small models, native, cpsat, vector and brute force give the same answers.
 
 Brute force is the referee (DESIGN §4, STYLE 6): the same solution sets, the same top-k lists,
 and explanations that really conflict on their own and are irreducible.
@@ -31,7 +31,7 @@ from tunekit.solvers import (
     top_k,
 )
 
-BACKENDS = ["native", "cpsat"]
+BACKENDS = ["native", "cpsat", "vector"]
 # ~60 random models per property keeps this file near 20 s on one core (cpsat dominates).
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -73,9 +73,13 @@ def expressions(draw, variables, depth=2):
     if draw(st.booleans()):
         op = draw(st.sampled_from(UNARY))
         positive = [v for v in variables if v.domain.lo >= 1]  # divisors must be >= 1 everywhere
-        divisor = (
-            draw(st.sampled_from(positive)) if positive and draw(st.booleans()) else draw(st.integers(1, 4))
-        )
+        kind = draw(st.sampled_from(["var", "int", "expr"]))
+        if kind == "var" and positive:
+            divisor = draw(st.sampled_from(positive))
+        elif kind == "expr":  # division by an expression that is >= 1 everywhere
+            divisor = Max(draw(expressions(variables, depth - 1)), 1)
+        else:
+            divisor = draw(st.integers(1, 4))
         return op(draw(expressions(variables, depth - 1)), divisor)
     op = draw(st.sampled_from(BINARY))
     return op(draw(expressions(variables, depth - 1)), draw(expressions(variables, depth - 1)))

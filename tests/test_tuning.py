@@ -12,8 +12,8 @@ from tunekit.cost import estimate
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import Model, Range, enumerate_all, solve
+from tunekit.solvers.vector import vector_minimum, vector_solutions
 from tunekit.tuning import NoFeasibleConfig, TuneResult, binding_constraints, tune
-from tunekit.vectorized import vector_minimum, vector_solutions
 
 A100 = load_profile("a100")
 QUICK_START = Problem("lstm", batch=16, heads=1, head_dim=768)

@@ -27,7 +27,7 @@ from tunekit.problem import DTYPE_BYTES, MAX_HEAD_DIM, Problem
 from tunekit.solvers import Compare, Max, Model, NamedConstraint, ceil_div, solve, top_k
 from tunekit.solvers import explain as conflicting_constraints
 from tunekit.solvers.conflicts import deletion_filter
-from tunekit.vectorized import constraint_masks, vector_minimum, vector_solutions
+from tunekit.solvers.vector import constraint_masks, vector_minimum, vector_solutions
 
 __all__ = ["Alternative", "Conflict", "Explanation", "explain", "explain_space", "is_feasible"]
 

@@ -26,7 +26,7 @@ from tunekit.cost import estimate
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import KernelConfig, Problem
 from tunekit.solvers import Model, enumerate_all
-from tunekit.vectorized import VECTOR_MAX_POINTS, vector_solutions
+from tunekit.solvers.vector import VECTOR_MAX_POINTS, vector_solutions
 
 __all__ = [
     "BACKENDS",
