@@ -31,9 +31,13 @@ from .model import Model, NamedConstraint
 
 __all__ = [
     "VECTOR_MAX_POINTS",
+    "best_indices",
     "constraint_masks",
     "evaluate",
+    "evaluate_env",
     "explain",
+    "objective_keys",
+    "rows",
     "solutions",
     "top_k",
     "vector_minimum",
@@ -143,15 +147,39 @@ def evaluate(
     found = _grid(model, box)
     if found is None:
         return None
-    env, n = found
+    env, _ = found
+    evaluated = evaluate_env(env, model.constraints if constraints is None else constraints)
+    return None if evaluated is None else (env, *evaluated)
+
+
+def evaluate_env(
+    env: Mapping[str, np.ndarray], constraints: Sequence[NamedConstraint]
+) -> tuple[np.ndarray, dict[int, Any]] | None:
+    """(which points of ``env``'s columns satisfy every one of ``constraints``, the memo); None
+    when something is beyond the evaluator."""
+    n = len(next(iter(env.values()))) if env else 1
     keep = np.ones(n, dtype=bool)
     memo: dict[int, Any] = {}
     try:
-        for nc in model.constraints if constraints is None else constraints:
+        for nc in constraints:
             keep &= _vholds(nc.constraint, env, memo, n)
     except _Unsupported:
         return None
-    return env, keep, memo
+    return keep, memo
+
+
+def objective_keys(
+    model: Model, env: Mapping[str, np.ndarray], keep: np.ndarray, memo: dict[int, Any]
+) -> np.ndarray | None:
+    """The objective's sort key (``Objective.key``: smaller is better) at every point; None when
+    it is beyond the evaluator."""
+    objective = model.objective
+    assert objective is not None
+    try:
+        values = np.broadcast_to(_vexpr(objective.expr, env, memo), keep.shape)
+    except _Unsupported:
+        return None
+    return values if objective.sense == "min" else -values
 
 
 def rows(model: Model, env: Mapping[str, np.ndarray], picked: np.ndarray) -> list[dict[str, int]]:
@@ -168,15 +196,11 @@ def best_indices(
 ) -> np.ndarray | None:
     """Indices of the ``k`` best feasible points by the objective, ties in point order (``top_k``'s
     order when points are lexicographic); None when the objective is beyond the evaluator."""
-    objective = model.objective
-    assert objective is not None
-    try:
-        values = np.broadcast_to(_vexpr(objective.expr, env, memo), keep.shape)
-    except _Unsupported:
+    keys = objective_keys(model, env, keep, memo)
+    if keys is None:
         return None
     feasible = np.flatnonzero(keep)
-    keys = values[feasible] if objective.sense == "min" else -values[feasible]
-    return feasible[np.argsort(keys, kind="stable")[:k]]
+    return feasible[np.argsort(keys[feasible], kind="stable")[:k]]
 
 
 def constraint_masks(model: Model) -> dict[str, np.ndarray] | None:
