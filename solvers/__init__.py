@@ -1,9 +1,10 @@
 """Integer-CSP library (installed as ``tunekit.solvers``); needs neither torch nor a GPU.
 
 Declare variables with finite domains, add named constraints (each with the hardware fact behind
-it), optionally an objective, then ask any backend ("native": propagation + enumeration in pure
-Python; "cpsat": OR-tools CP-SAT; "vector": numpy over the Cartesian product, falling back to
-"native" beyond its size or exactness limits; "brute": the Cartesian product, the referee)::
+it), optionally an objective, then ask any backend ("native": propagation, then numpy over the
+narrowed box, with a depth-first search over the outer variables where it is large; "cpsat":
+OR-tools CP-SAT; "vector": numpy over the Cartesian product, falling back to "native" beyond its
+size or exactness limits; "brute": the Cartesian product, the referee)::
 
     from tunekit.solvers import Model, PowersOfTwo, Range, ceil_div, round_up, solve, top_k, explain
 

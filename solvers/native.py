@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,35 +240,38 @@ def _feasible_domains(model: Model, entries: list[_Entry]) -> _Search | None:
     return None if doms is None else _Search(model, entries, doms)
 
 
-def _chunks(model: Model, search: _Search) -> Iterator[dict[str, np.ndarray]]:
-    """The points left for numpy, as int64 columns of at most VECTOR_MAX_POINTS points: every
-    surviving assignment of the outer variables (search order) times the inner box."""
+def _each_chunk(model: Model, search: _Search, handle: Callable[[dict[str, np.ndarray]], bool]) -> None:
+    """Call ``handle(columns)`` on the points left for numpy, int64 columns of at most
+    VECTOR_MAX_POINTS points: surviving assignments of the outer variables (search order) times the
+    inner box, in search order; stop when it returns True. The search and numpy take turns, so
+    neither the outer assignments nor the points are ever all held at once."""
     depth = search.split()
     outer, inner = search.order[:depth], search.order[depth:]
-    prefixes: list[tuple[int, ...]] = []
-
-    def visit(values: list[int]) -> bool:
-        prefixes.append(tuple(values[i] for i in outer))
-        return False
-
-    search.run(visit, None, depth)
-    if not prefixes:
-        return
-    variables = model.variables
     grids = np.meshgrid(*[np.asarray(search.doms[i], dtype=np.int64) for i in inner], indexing="ij")
     inner_cols = {i: g.reshape(-1) for i, g in zip(inner, grids, strict=True)}
     size = math.prod(len(search.doms[i]) for i in inner)
-    table = np.asarray(prefixes, dtype=np.int64).reshape(len(prefixes), len(outer))
     step = max(1, vector.VECTOR_MAX_POINTS // size)
-    for start in range(0, len(prefixes), step):
-        block = table[start : start + step]
+    where = {i: k for k, i in enumerate(outer)}
+    prefixes: list[tuple[int, ...]] = []
+
+    def flush() -> bool:
+        table = np.asarray(prefixes, dtype=np.int64).reshape(len(prefixes), len(outer))
         env = {}
-        for i, v in enumerate(variables):
+        for i, v in enumerate(model.variables):
             if i in inner_cols:
-                env[v.name] = np.tile(inner_cols[i], len(block))
+                env[v.name] = np.tile(inner_cols[i], len(table))
             else:
-                env[v.name] = np.repeat(block[:, outer.index(i)], size)
-        yield env
+                env[v.name] = np.repeat(table[:, where[i]], size)
+        prefixes.clear()
+        return handle(env)
+
+    def visit(values: list[int]) -> bool:
+        prefixes.append(tuple(values[i] for i in outer))
+        return len(prefixes) >= step and flush()
+
+    search.run(visit, None, depth)
+    if prefixes:
+        flush()
 
 
 def _vector_solutions(
@@ -277,15 +280,20 @@ def _vector_solutions(
     """Solutions by numpy over the narrowed box; None when numpy cannot evaluate it exactly."""
     constraints = [e.named for e in entries]
     found: list[dict[str, int]] = []
-    for env in _chunks(model, search):
+    exact = True
+
+    def handle(env: dict[str, np.ndarray]) -> bool:
+        nonlocal exact
         evaluated = vector.evaluate_env(env, constraints)
         if evaluated is None:
-            return None
+            exact = False
+            return True
         picked = np.flatnonzero(evaluated[0])
-        found += vector.rows(model, env, picked if limit is None else picked[: limit - len(found)])
-        if limit is not None and len(found) >= limit:
-            break
-    return found
+        found.extend(vector.rows(model, env, picked if limit is None else picked[: limit - len(found)]))
+        return limit is not None and len(found) >= limit
+
+    _each_chunk(model, search, handle)
+    return found if exact else None
 
 
 def _vector_top_k(
@@ -295,21 +303,26 @@ def _vector_top_k(
     constraints = [e.named for e in entries]
     names = [v.name for v in model.variables]
     best: list[tuple[int, tuple[int, ...]]] = []
-    for env in _chunks(model, search):
+    exact = True
+
+    def handle(env: dict[str, np.ndarray]) -> bool:
+        nonlocal best, exact
         evaluated = vector.evaluate_env(env, constraints)
-        if evaluated is None:
-            return None
-        keep, memo = evaluated
-        values = vector.objective_keys(model, env, keep, memo)
-        if values is None:
-            return None
-        feasible = np.flatnonzero(keep)
+        keys = None if evaluated is None else vector.objective_keys(model, env, *evaluated)
+        if keys is None:
+            exact = False
+            return True
+        feasible = np.flatnonzero(evaluated[0])
+        keys = keys[feasible]
         columns = [env[n][feasible] for n in names]
         # ties: smaller values in declaration order first (np.lexsort's last key is the primary one)
-        order = np.lexsort((*reversed(columns), values[feasible]))[:k]
-        chunk = [(int(values[feasible][j]), tuple(int(c[j]) for c in columns)) for j in order]
+        order = np.lexsort((*reversed(columns), keys))[:k]
+        chunk = [(int(keys[j]), tuple(int(c[j]) for c in columns)) for j in order]
         best = sorted(best + chunk)[:k]
-    return [dict(zip(names, vals, strict=True)) for _, vals in best]
+        return False
+
+    _each_chunk(model, search, handle)
+    return [dict(zip(names, vals, strict=True)) for _, vals in best] if exact else None
 
 
 def solutions(

@@ -1,6 +1,8 @@
 """The vector backend: exact on what numpy can evaluate, native's answer beyond that (never partial)."""
 
-from tunekit.solvers import Model, Range, Values, enumerate_all, explain, solve, top_k
+from unittest import mock
+
+from tunekit.solvers import Model, Range, Values, enumerate_all, explain, native, solve, top_k, vector
 from tunekit.solvers.vector import VECTOR_MAX_POINTS, vector_solutions
 
 
@@ -29,3 +31,14 @@ def test_values_beyond_int64_answer_like_native():
 def test_a_model_without_variables():
     m = Model("empty")
     assert enumerate_all(m, backend="vector") == [{}] == enumerate_all(m, backend="brute")
+    assert enumerate_all(m, backend="native") == [{}]
+
+
+def test_native_falls_back_to_its_search_when_a_later_chunk_leaves_int64():
+    m = Model("late-overflow")
+    x, y, z = m.int_var("x", Range(0, 7)), m.int_var("y", Values([1, 2**40])), m.int_var("z", Range(0, 3))
+    m.add("square", x * y * y + z >= 3, why="y * y leaves int64 only where y = 2^40")
+    m.minimize(x + z)
+    with mock.patch.object(vector, "VECTOR_MAX_POINTS", 12), mock.patch.object(native, "_INNER_POINTS", 6):
+        assert enumerate_all(m, backend="native") == enumerate_all(m, backend="brute")
+        assert top_k(m, 3, backend="native") == top_k(m, 3, backend="brute")
