@@ -2,7 +2,7 @@
 
 For each kernel family in question, :func:`tune` builds the family's constraint model
 (``tunekit.constraints.build_space``), enumerates every feasible configuration (by default with
-:mod:`tunekit.vectorized`, numpy over the whole space, or with a CSP solver), ranks them with the
+the "vector" solver, numpy over the whole space, or another CSP backend), ranks them with the
 analytic cost model (``tunekit.cost.estimate``) and re-checks every configuration it returns with
 the solver IR's plain-Python evaluation of each named constraint (a configuration that fails that
 check is a solver bug and raises). ``backend="auto"`` takes the fastest predicted family that has

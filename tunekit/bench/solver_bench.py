@@ -27,8 +27,8 @@ from tunekit.constraints import FAMILIES, build_space
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import solve
+from tunekit.solvers.vector import vector_solutions
 from tunekit.tuning import NoFeasibleConfig, tune
-from tunekit.vectorized import vector_solutions
 
 __all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "coverage", "render_markdown", "run", "write_reports"]
 
