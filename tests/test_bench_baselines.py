@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tunekit.bench import baselines as bl
+from tunekit.bench import baselines_report
 from tunekit.hardware import load_profile
 
 HAS_FLASHRNN = importlib.util.find_spec("flashrnn") is not None
@@ -144,13 +145,13 @@ def test_flashrnn_real_solve_and_timeout():
 def test_runner_writes_json_and_markdown_and_keeps_notes(tmp_path):
     # GRU: FlashRNN has no fused kernel for it, so even with flashrnn installed this runs in seconds.
     out = str(tmp_path / "baselines")
-    report = bl.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
+    report = baselines_report.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
     (row,) = report["rows"]
     assert (row["head_dim"], row["cell"], row["gpu"]) == (32, "gru", bl.gpu_limits("a100").name)
     assert row["flashrnn"]["solutions_found"] == 0 and row["flashrnn_cached"] is False
     md = (tmp_path / "baselines.md").read_text()
     assert "| 32 |" in md and "a100" in md
-    (tmp_path / "baselines.md").write_text(md + f"\n{bl._NOTES}\nour reading\n")
-    again = bl.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
+    (tmp_path / "baselines.md").write_text(md + f"\n{baselines_report._NOTES}\nour reading\n")
+    again = baselines_report.run([32], gpu="a100", cell="gru", heads=1, batch=8, out=out)
     assert again["rows"][0]["flashrnn_cached"] is HAS_FLASHRNN  # a real FlashRNN result is reused
-    assert (tmp_path / "baselines.md").read_text().endswith(f"{bl._NOTES}\nour reading\n")
+    assert (tmp_path / "baselines.md").read_text().endswith(f"{baselines_report._NOTES}\nour reading\n")
