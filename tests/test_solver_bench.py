@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import tunekit.bench.solver_bench as bench
-from tunekit.bench.solver_bench import Grid, coverage, run, write_reports
+from tunekit.bench.solver_bench import Grid, coverage, run
+from tunekit.bench.solver_bench_report import render_markdown, write_reports
 from tunekit.cli import main
 from tunekit.constraints import FAMILIES
 from tunekit.explain import is_feasible
@@ -118,5 +119,5 @@ def test_baselines_read_flashrnn_from_its_stored_run(tmp_path: Path):
     assert d64["cpu_ratio_flashrnn_over_tunekit"] == pytest.approx(10.0 / d64["tunekit_cpu_seconds"])
     assert not d96["flashrnn"]["installed"] and d96["ratio_flashrnn_over_tunekit"] is None
     quick = dataclasses.replace(TWO_SHAPES, solvers=(("auto", 1),), coverage_dims=())
-    text = bench.render_markdown({**run(quick), "baselines": result})
+    text = render_markdown({**run(quick), "baselines": result})
     assert "| a100-sxm4-80gb | 64 |" in text and "not measured for this shape" in text
