@@ -121,3 +121,18 @@ def test_baselines_read_flashrnn_from_its_stored_run(tmp_path: Path):
     quick = dataclasses.replace(TWO_SHAPES, solvers=(("auto", 1),), coverage_dims=())
     text = render_markdown({**run(quick), "baselines": result})
     assert "| a100-sxm4-80gb | 64 |" in text and "not measured for this shape" in text
+
+
+def test_flashrnn_shapes_and_the_physical_bound_are_reported(tmp_path: Path):
+    grid = dataclasses.replace(TWO_SHAPES, solvers=(("auto", 1), ("native", 1)), flashrnn_shapes=((64, 12),))
+    report = run(grid)
+    bound = report["bound_coverage"]
+    # the usable bound is the raw one less reserves: fewer problems fit under it
+    assert bound["raw"]["under_bound"] >= bound["usable"]["under_bound"]
+    for kind in ("raw", "usable"):
+        assert bound[kind]["covered"] + bound[kind]["missed_count"] == bound[kind]["under_bound"]
+    (row,) = report["flashrnn_shapes"]
+    assert (row["gpu"], row["head_dim"], row["heads"]) == ("a100-sxm4-80gb", 64, 12)
+    assert row["auto"]["config"] == row["native"]["config"]
+    text = write_reports(report, tmp_path)[0].read_text()
+    assert "## FlashRNN's benchmark shapes" in text and "physical bound" in text

@@ -26,6 +26,7 @@ from typing import Any
 
 from tunekit.bench.solver_bench_report import render_markdown, write_reports  # the report, re-exported
 from tunekit.constraints import FAMILIES, build_space
+from tunekit.constraints.cuda_fused import physical_bound, r_bytes
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import solve
@@ -52,6 +53,7 @@ class Grid:
     coverage_dims: tuple[int, ...] = field(default=())  # head dims of the coverage table; () skips it
     coverage_pairs: tuple[tuple[str, str], ...] = (("lstm", "bfloat16"),)  # (cell, dtype) rows
     baseline_dims: tuple[int, ...] = ()  # head dims for the FlashRNN / Kernel Tuner side-by-side
+    flashrnn_shapes: tuple[tuple[int, int], ...] = ()  # (head dim, heads): LSTM bf16 B=16, every solver
 
     def problems(self) -> Iterator[tuple[str, Problem]]:
         """(gpu, problem) for every shape, GPU-major then cell, dtype, head dim, heads, batch."""
@@ -75,16 +77,21 @@ class Grid:
         )
 
 
-HEAD_DIMS = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2304, 3072, 4096)
+HEAD_DIMS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2304, 3072, 4096)
+# FlashRNN's benchmark shapes (LSTM, bf16, B=16): head dim x heads = 768 hidden units each
+FLASHRNN_SHAPES = ((16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1))
+
+
 DEFAULT_GRID = Grid(
     cells=("lstm", "gru", "slstm", "elman"),
     head_dims=HEAD_DIMS,
     heads=(1, 4),
-    batches=(1, 16, 64),
-    dtypes=("bfloat16", "float32"),
+    batches=(1, 16, 256),
+    dtypes=("bfloat16", "float16", "float32"),
     gpus=("a100", "h100"),
-    solvers=(("auto", 1), ("native", 16), ("cpsat", 32)),
+    solvers=(("auto", 1), ("native", 1), ("cpsat", 32)),
     coverage_dims=tuple(range(16, 4096 + 1, 16)),
+    flashrnn_shapes=FLASHRNN_SHAPES,
     coverage_pairs=(
         ("lstm", "float32"),
         ("lstm", "float16"),
@@ -104,6 +111,7 @@ QUICK_GRID = Grid(
     gpus=("a100",),
     coverage_dims=(64, 768, 1024),
     coverage_pairs=(("lstm", "float32"), ("lstm", "float16"), ("lstm", "bfloat16")),
+    flashrnn_shapes=((64, 12),),
 )
 
 
@@ -257,6 +265,34 @@ def _baseline_row(result: Any) -> dict[str, Any]:
     }
 
 
+def _bound_coverage(rows: list[dict[str, Any]], first: str) -> dict[str, Any]:
+    """Share of the sweep's problems under cuda-fused's physical bound that got a configuration.
+
+    ``raw``: R fits every SM's registers + shared memory; ``usable``: less the named reserves no
+    such kernel avoids (``tunekit.constraints.cuda_fused.physical_bound``). Forward problems.
+    """
+    out: dict[str, Any] = {}
+    for kind in ("raw", "usable"):
+        under = covered = 0
+        missed = []
+        for r in rows:
+            problem = Problem(r["cell"], r["batch"], r["heads"], r["head_dim"], r["dtype"], r["direction"])
+            if r_bytes(problem) > getattr(physical_bound(problem, load_profile(r["gpu"])), kind):
+                continue
+            under += 1
+            if r[first]["feasible"].get("cuda-fused", 0) > 0:
+                covered += 1
+            else:
+                missed.append({k: r[k] for k in ("gpu", "cell", "dtype", "head_dim", "heads", "batch")})
+        out[kind] = {
+            "under_bound": under,
+            "covered": covered,
+            "missed": missed[:20],
+            "missed_count": len(missed),
+        }
+    return out
+
+
 def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str, Any]:
     """Tune every shape of ``grid`` with each of its solvers and return the report (JSON-ready)."""
     say = progress or (lambda _: None)
@@ -277,6 +313,16 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         for r in compared
         if len({(r[s]["config"], json.dumps(r[s]["feasible"], sort_keys=True)) for s in solvers}) > 1
     ]
+    bound = _bound_coverage(rows, first=solvers[0])
+    flashrnn = []
+    if grid.flashrnn_shapes:
+        say("FlashRNN benchmark shapes")
+        flashrnn = [
+            {"gpu": load_profile(gpu).name, "head_dim": d, "heads": n}
+            | {s: _time_one(gpu, Problem("lstm", batch=16, heads=n, head_dim=d), s) for s in solvers}
+            for gpu in grid.gpus
+            for d, n in grid.flashrnn_shapes
+        ]
     cov = []
     if grid.coverage_dims:
         say("coverage: cuda-fused on a100")
@@ -310,6 +356,8 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         "solvers_compared": len(compared),
         "solvers_disagree": disagree,
         "coverage": cov,
+        "bound_coverage": bound,
+        "flashrnn_shapes": flashrnn,
         "baselines": _baselines(grid, say) if grid.baseline_dims else no_baselines,
         "rows": rows,
     }

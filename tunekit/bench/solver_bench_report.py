@@ -128,6 +128,41 @@ def render_markdown(report: dict[str, Any]) -> str:
             out.append(_row(c["cell"], c["dtype"], feasible, c["largest_feasible"], monotone, holes))
         lo, hi, _ = report["coverage"][0]["probed"]
         out.append(f"\nProbed head dims: multiples of 16 from {lo} to {hi} (as in the grid).")
+    bound = report.get("bound_coverage")
+    if bound:
+        out += [
+            "",
+            "## Coverage of the sweep against the physical bound (cuda-fused)",
+            "",
+            "A problem is under the bound when R (G_r·N·D² in its dtype) fits the GPU's on-chip memory:"
+            " `raw` = every SM's register file + shared memory; `usable` = less the reserves no fused"
+            " kernel avoids (registers for addresses/accumulators/B fragments, 1 KB per block, y staging;"
+            " `tunekit.constraints.cuda_fused.physical_bound`).",
+            "",
+            "| bound | problems under it | with a cuda-fused config | share |",
+            "|---|---:|---:|---:|",
+        ]
+        for kind, c in bound.items():
+            share = f"{c['covered'] / c['under_bound']:.1%}" if c["under_bound"] else "—"
+            out.append(_row(kind, c["under_bound"], c["covered"], share))
+        for kind, c in bound.items():
+            if c["missed"]:
+                out.append(f"\nMissed under the {kind} bound ({c['missed_count']}, first ones):")
+                out += [f"- {m}" for m in c["missed"][:8]]
+    if report.get("flashrnn_shapes"):
+        solvers_all = list(report["summary_ms"])
+        out += [
+            "",
+            "## FlashRNN's benchmark shapes (LSTM, bfloat16, batch 16)",
+            "",
+            _row("GPU", "D", "heads", "chosen", "µs/step", *(f"{s} ms" for s in solvers_all)),
+            "|---|---:|---:|---|---:|" + "---:|" * len(solvers_all),
+        ]
+        for r in report["flashrnn_shapes"]:
+            n = r[solvers_all[0]]
+            t = f"{n['time_us']:.2f}" if n["time_us"] is not None else "—"
+            times = (f"{r[s]['ms']:.1f}" for s in solvers_all)
+            out.append(_row(r["gpu"], r["head_dim"], r["heads"], n["backend"] or "none", t, *times))
     b = report["baselines"]
     out += ["", "## Baselines side by side", ""]
     if not b["available"] or not b["rows"]:
