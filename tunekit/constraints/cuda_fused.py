@@ -16,7 +16,11 @@ of replicating R over more blocks.
 * each warp keeps as many of its R tiles in registers as its register budget holds, as mma A
   fragments (4 registers each: 16x16 bf16 or 16x8 tf32 is 512 B per warp), the rest in shared
   memory. That count is derived, not searched: a tile in registers skips a shared-memory read
-  every step, so holding fewer is never faster (it is a resource, ``r_tiles_in_registers_per_warp``).
+  every step, so holding fewer is never faster (it is a resource, ``r_tiles_in_registers_per_warp``);
+* a k group's tiles go to its row warps by whole rows, or dealt evenly in row-major order where
+  that leaves fewer tiles in shared memory (the register budget is per thread, so warps short of
+  a row leave registers idle); the even deal costs one accumulator row where ranges start
+  mid-row. The pair is derived too, not searched (the space is as large as before).
 
 Padding instead of divisibility: block rows round up to whole m tiles (spread over the row warps,
 the last ones may hold one tile less), the k slice to whole k steps per warp, D to whole blocks, B
@@ -39,7 +43,9 @@ the widest tile or one n8 tile; batch blocks no narrower than the widest pass (n
 
 :func:`physical_bound` states what any such kernel can hold: R in every SM's register file and
 shared memory (raw), less the reserves no kernel avoids (usable); the tests check that every
-sampled problem within 87% of the usable bound has a configuration (the edges measure 88-97%).
+sampled problem within 88% of the usable bound has a configuration (the edges measure 88-97%,
+median 0.93; the least, L4 fp32 with 4 heads, is head granularity: one block serves one head,
+58 SMs over 4 heads, and the rows x k splits at hand pack a head's tiles no tighter).
 
 Limits: one block serves one head, so problems with many heads of small D may fall back to
 cuda-alternating when heads x blocks per head exceed the co-resident grid.
@@ -124,30 +130,74 @@ def block_tile(direction: str, g_r: int, hidden_per_block, k_per_block) -> tuple
     return hidden_per_block, g_r * k_per_block
 
 
+def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget) -> dict:
+    """Registers and R tiles of warps dealt ``count`` items of ``per_item`` tiles each, evenly.
+
+    Each of the warps_k groups' warps_rows warps holds tiles_per_warp tiles or per_item fewer, and
+    accumulates over ``rows_spanned`` m tiles of rows.
+    """
+    items = ceil_div(count, warps_rows)
+    tiles_per_warp = items * per_item
+    # fp32 accumulators of all the rows the warp spans (the k loop runs over y chunks, rows inside),
+    # B fragments double-buffered
+    other_regs = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * rows_spanned + 2 * B_FRAG_REGISTERS * n_tiles
+    # R tiles in registers: as many as the budget holds (a tile in registers skips a shared-memory
+    # read every step, so fewer is never faster); the rest of each warp's tiles live in shared memory
+    cap = Max(0, floor_div(budget - other_regs, REG_TILE_REGISTERS))
+    in_regs = Min(tiles_per_warp, cap)
+    if isinstance(per_item, int) and per_item == 1:  # counts differ by one tile: one formula, one cap
+        in_smem = warps_k * Max(0, count - warps_rows * cap)  # the tiles beyond cap a warp, if any
+    else:
+        full = Max(0, count - (items - 1) * warps_rows)  # warps with tiles_per_warp tiles
+        short = Max(0, items * warps_rows - count)  # warps with per_item tiles fewer
+        in_smem = warps_k * (
+            full * Max(0, tiles_per_warp - cap) + short * Max(0, tiles_per_warp - per_item - cap)
+        )
+    return {
+        "tiles_per_warp": tiles_per_warp,
+        "in_regs": in_regs,
+        "in_smem": in_smem,
+        "other_regs": other_regs,
+    }
+
+
 def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid) -> dict:
     """Tile geometry, registers and shared memory of one block computing a rows x k product."""
     mm, mn, mk = mma_shape(gpu, p.dtype)
     m_tiles = ceil_div(rows, mm)  # the block's rows padded to whole m tiles
     row_tiles = ceil_div(m_tiles, warps_rows)  # m tiles per warp (the last warps may have one fewer)
     k_tiles = ceil_div(k, mk * warps_k)  # k steps per warp (the k slice padded likewise)
-    tiles_per_warp = row_tiles * k_tiles
     n_tiles = ceil_div(tile_b, mn)  # n8 tiles of one batch pass
-    # fp32 accumulators of all the warp's row tiles (the k loop runs over y chunks, rows inside),
-    # B fragments double-buffered
-    other_regs = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * row_tiles + 2 * B_FRAG_REGISTERS * n_tiles
     # Register budget per thread: the co-resident grid needs ceil(grid / SMs) blocks on some SM, and
     # they share its register file (allocated per warp in units of 256); at most 255 per thread.
     per_sm_needed = ceil_div(grid, gpu.sm_count)
     unit = gpu.register_allocation_unit
     per_warp = floor_div(gpu.registers_per_sm, per_sm_needed * warps_rows * warps_k * unit) * unit
     budget = Min(gpu.max_registers_per_thread, floor_div(per_warp, gpu.warp_size))
-    # R tiles in registers: as many as the budget holds (a tile in registers skips a shared-memory
-    # read every step, so fewer is never faster); the rest of each warp's tiles live in shared memory
-    cap = Max(0, floor_div(budget - other_regs, REG_TILE_REGISTERS))
-    in_regs = Min(tiles_per_warp, cap)
-    full = Max(0, m_tiles - (row_tiles - 1) * warps_rows)  # warps with row_tiles row tiles, the rest one less
-    short = Max(0, row_tiles * warps_rows - m_tiles)
-    in_smem = warps_k * (full * Max(0, tiles_per_warp - cap) + short * Max(0, tiles_per_warp - k_tiles - cap))
+    # Two ways to deal each k group's m_tiles x k_tiles tiles to its row warps. By rows: a warp
+    # holds row_tiles whole rows (the last ones one row less). Evenly, in row-major order: a warp
+    # holds tiles_per_warp tiles or one less, over ceil(m_tiles / warps_rows) rows, one more where
+    # its range starts inside a row (warps_rows does not divide m_tiles); rows two warps share add
+    # into the gate buffer in turn, as k warps do, and a warp's range is a compile-time constant of
+    # its code path (the kernel branches once on the warp id). The block takes whichever leaves
+    # fewer R tiles in shared memory (by rows on a tie): the register budget is per thread, so
+    # warps with fewer tiles than it holds leave registers idle that the even deal fills.
+    uneven = Min(1, Max(0, m_tiles - floor_div(m_tiles, warps_rows) * warps_rows))  # warps_rows ∤ m_tiles
+    by_rows = _deal(m_tiles, k_tiles, row_tiles, warps_rows, warps_k, n_tiles, budget)
+    even = _deal(m_tiles * k_tiles, 1, Min(m_tiles, row_tiles + uneven), warps_rows, warps_k, n_tiles, budget)
+    # reported per warp: the by-rows deal's counts, upper bounds of the even deal's (fewer tiles, and
+    # no more room in registers)
+    tiles_per_warp, in_regs = by_rows["tiles_per_warp"], by_rows["in_regs"]
+    in_smem = Min(by_rows["in_smem"], even["in_smem"])
+    # Registers: an upper bound of the chosen deal's that stays within the budget wherever it fits.
+    # Either deal needs its other registers plus 4 a tile it holds in registers, up to the budget;
+    # the even deal's other registers exceed the by-rows deal's by one accumulator row at most,
+    # and it holds no more tiles; and it is chosen only where it holds tiles in registers at all.
+    other = by_rows["other_regs"]
+    regs = Max(
+        other,
+        Min(budget, other + ACC_REGISTERS * n_tiles * uneven + REG_TILE_REGISTERS * row_tiles * k_tiles),
+    )
     rows_pad, k_pad = row_tiles * mm * warps_rows, k_tiles * mk * warps_k
     r_smem = in_smem * mm * mk * p.dtype_bytes
     # y (dg) of one pass staged in double-buffered chunks of Y_CHUNK k-rows
@@ -163,7 +213,7 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid) -> 
         "row_tiles": row_tiles,
         "tiles_per_warp": tiles_per_warp,
         "in_regs": in_regs,
-        "regs": other_regs + REG_TILE_REGISTERS * in_regs,
+        "regs": regs,
         "smem": r_smem + Max(y_smem, gates_smem),
         "r_smem": r_smem,
     }
