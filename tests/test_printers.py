@@ -84,8 +84,10 @@ def load_module(path: Path, source: str):
     return module
 
 
-def run_triton_step(cell: Cell, direction: str, tmp_path: Path, magnitude: float | None, rtol: float) -> None:
-    """Run the printed step in a Triton kernel (float32) and compare with the torch step in float64;
+def triton_and_torch_step(
+    cell: Cell, direction: str, tmp_path: Path, magnitude: float | None
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(output name, printed step run in a Triton kernel in float32, torch step in float64) per output;
     ``magnitude``: every gate input is ±magnitude instead of standard normal."""
     module = load_module(tmp_path / f"tk_{cell.name}_{direction}.py", triton_step_source(cell, direction))
     values = step_inputs(cell, SIZE, torch.float64)
@@ -104,18 +106,18 @@ def run_triton_step(cell: Cell, direction: str, tmp_path: Path, magnitude: float
 
     # the float64 reference runs on the same float32-rounded inputs
     expected = reference(**{name: packed[k].double() for k, name in enumerate(inputs)})
-    assert torch.isfinite(result).all()
-    for k, (name, value) in enumerate(zip(outputs, expected, strict=True)):
-        value = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), (SIZE,))
-        torch.testing.assert_close(
-            result[k].double(), value, rtol=rtol, atol=rtol, msg=lambda m, n=name: f"{n}: {m}"
-        )
+    return [
+        (name, result[k].double(), torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), (SIZE,)))
+        for k, (name, value) in enumerate(zip(outputs, expected, strict=True))
+    ]
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 @pytest.mark.parametrize("cell", ALL_CELLS, ids=CELL_IDS)
 def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, direction, tmp_path):
-    run_triton_step(cell, direction, tmp_path, magnitude=None, rtol=2e-5)
+    for name, got, want in triton_and_torch_step(cell, direction, tmp_path, magnitude=None):
+        assert torch.isfinite(got).all(), name
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
@@ -125,7 +127,9 @@ def test_triton_code_saturates_without_nan_for_large_preactivations(cell, direct
     logsigmoid via exp(-|x|)) and the sLSTM's stabilizer keep float32 finite; results match float64
     up to float32 cancellation. (Beyond about ±88 at the sLSTM's first step, f' = exp(lf - i)
     overflows float32 in DESIGN's formula itself, though it multiplies c = n = 0.)"""
-    run_triton_step(get_cell(cell), direction, tmp_path, magnitude=10.0, rtol=1e-4)
+    for name, got, want in triton_and_torch_step(get_cell(cell), direction, tmp_path, magnitude=10.0):
+        assert torch.isfinite(got).all(), name
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def cuda_step_kernel(cell: Cell, direction: str) -> str:
