@@ -44,6 +44,9 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
         assert set(row["auto"]["feasible"]) == set(FAMILIES)
         assert row["auto"]["backend"] in FAMILIES
     assert report["solvers_compared"] == 1 and report["solvers_disagree"] == []
+    # each solver's one-time process cost (imports) is measured before the sweep, not charged to a shape
+    assert set(report["first_call_ms"]) == {"auto", "native", "cpsat"}
+    assert all(ms > 0 for ms in report["first_call_ms"].values())
     assert [(c["cell"], c["dtype"]) for c in report["coverage"]] == [("lstm", "float32"), ("gru", "bfloat16")]
     assert not report["baselines"]["available"]
 
@@ -58,6 +61,7 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
     for heading in ("## Time per problem (ms)", "## Feasibility", "## Coverage", "## Baselines side by side"):
         assert heading in text
     assert "Baseline columns empty" in text
+    assert "one untimed call" in text
     assert "| native | all | 2 |" in text and "| cpsat | all | 1 |" in text
 
 

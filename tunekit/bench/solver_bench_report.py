@@ -30,6 +30,16 @@ def _slice(rows: list[dict[str, Any]], gpu: str) -> list[dict[str, Any]]:
     return [r for r in rows if all(r[k] == v for k, v in keep.items())]
 
 
+def _first_call_note(first: dict[str, float]) -> str:
+    if not first:
+        return ""
+    calls = ", ".join(f"{name} {ms:.0f} ms" for name, ms in first.items())
+    return (
+        " Before the sweep, each solver made one untimed call (LSTM D=64, B=16), which pays a"
+        f" process's one-time imports (OR-tools for cpsat): {calls}."
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report for people: timings per solver, feasibility, coverage, baselines."""
     g = report["grid"]
@@ -37,10 +47,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         '# Solver benchmark: `tune(problem, gpu, backend="auto")` end to end',
         "",
         f"Generated {report['generated_utc']} on {report['machine']} by `tunekit bench solvers`"
-        f" ({report['shapes']} shapes, {report['sweep_seconds']:.0f} s). Each time is one cold call"
-        " from the problem to the ranked top-5 over all three families (or to NoFeasibleConfig when"
-        " nothing is feasible; its explanation is timed apart, below): model building, enumeration,"
-        " cost ranking, re-verification.",
+        f" ({report['shapes']} shapes, {report['sweep_seconds']:.0f} s). Each time is one call, with"
+        " no cache, from the problem to the ranked top-5 over all three families (or to"
+        " NoFeasibleConfig when nothing is feasible; its explanation is timed apart, below): model"
+        " building, enumeration, cost ranking, re-verification."
+        + _first_call_note(report.get("first_call_ms", {})),
         "",
         f"Grid: cells {', '.join(g['cells'])}; head dims {', '.join(map(str, g['head_dims']))}; heads"
         f" {', '.join(map(str, g['heads']))}; batch {', '.join(map(str, g['batches']))}; dtypes"
