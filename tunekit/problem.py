@@ -49,6 +49,7 @@ PARAM_TAGS: dict[str, str] = {
     "k_per_block": "kb",
     "warps_rows": "wr",
     "warps_k": "wk",
+    "span_heads": "sh",
 }
 
 

@@ -303,7 +303,8 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
     first_call_ms = {}
     for solver in solvers:
         say(f"first call: {solver}")
-        first_call_ms[solver] = _time_one(grid.gpus[0], Problem("lstm", batch=16, heads=1, head_dim=64), solver)["ms"]
+        warm = Problem("lstm", batch=16, heads=1, head_dim=64)
+        first_call_ms[solver] = _time_one(grid.gpus[0], warm, solver)["ms"]
     start, load_before = time.perf_counter(), os.getloadavg()
     for i, (gpu, problem) in enumerate(grid.problems()):
         say(f"[{i + 1}/{grid.size}] {gpu} {problem.cell} {problem.tag}")

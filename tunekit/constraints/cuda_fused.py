@@ -8,8 +8,9 @@ hidden units (gates interleaved, so the pointwise step needs no cross-block traf
 of ``tile_b`` columns (n8 mma tiles) with the same R: a large batch loops inside the block instead
 of replicating R over more blocks.
 
-* grid = heads x ceil(D / hidden_per_block) x ceil(D / k_per_block) x ceil(B / block_b), all
-  co-resident (grid.sync() once per step, twice with a cross-block reduction);
+* grid = heads x ceil(D / hidden_per_block) x ceil(D / k_per_block) x ceil(B / block_b) (with
+  blocks spanning heads, ceil(heads x D_q / hidden_per_block) along rows), all co-resident
+  (grid.sync() once per step, twice with a cross-block reduction);
 * ``warps_rows`` x ``warps_k`` warps; per pass, each warp streams y through double-buffered shared
   memory chunks and accumulates all its row tiles (m16 mma tiles) over its k tiles; the k warps add
   their partial sums into the block's fp32 gate buffer in turn;
@@ -43,16 +44,22 @@ the widest tile or one n8 tile; batch blocks no narrower than the widest pass (n
 
 :func:`physical_bound` states what any such kernel can hold: R in every SM's register file and
 shared memory (raw), less the reserves no kernel avoids (usable); the tests check that every
-sampled problem within 88% of the usable bound has a configuration (the edges measure 88-97%,
-median 0.93; the least, L4 fp32 with 4 heads, is head granularity: one block serves one head,
-58 SMs over 4 heads, and the rows x k splits at hand pack a head's tiles no tighter).
+sampled problem within 88.8% of the usable bound has a configuration (the edges measure
+0.888-0.971, median 0.937; the least, L4 GRU bf16, is tile granularity: at D=860 a block of
+the 58 needs 12 m tiles of rows and no k split packs them).
 
-Limits: one block serves one head, so problems with many heads of small D may fall back to
-cuda-alternating when heads x blocks per head exceed the co-resident grid.
+Heads: blocks split each head's rows (``span_heads`` = 0), or lay the heads end to end
+(``span_heads`` = 1) where that takes fewer blocks: per-head splits leave SMs idle when the SM count
+is no multiple of the heads (L4: 58 SMs over 4 heads). A spanning block holds a whole number of
+tiles of units (:func:`span_quantum`), at most one head's worth, and stages both heads' y.
+
+Limits: a block never holds more than one whole head, so problems with many heads of small D may
+fall back to cuda-alternating when the heads exceed the co-resident grid.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +71,7 @@ from tunekit.constraints.occupancy import (
     mma_shape,
 )
 from tunekit.problem import Problem
-from tunekit.solvers import AllOf, AnyOf, Max, Min, Model, PowersOfTwo, Values, ceil_div, floor_div
+from tunekit.solvers import AllOf, AnyOf, Divides, Max, Min, Model, PowersOfTwo, Values, ceil_div, floor_div
 
 __all__ = [
     "ROW_TILE_COUNTS",
@@ -74,6 +81,7 @@ __all__ = [
     "build_model",
     "hidden_choices",
     "physical_bound",
+    "span_quantum",
     "r_bytes",
 ]
 
@@ -123,6 +131,22 @@ def hidden_choices(p: Problem, gpu: Any) -> list[int]:
     return below + above
 
 
+def span_quantum(p: Problem, gpu: Any) -> int:
+    """Hidden units that fill whole m tiles in every direction's block tile.
+
+    A block that spans two heads (``span_heads``) holds the last units of one head and the first of
+    the next. Its tiles stay whole only if both boundaries fall between m tiles: each head is padded
+    to a multiple of this quantum and a block holds a multiple of it (LSTM forward: 4 units = 16
+    rows; Elman 16; GRU 16 units = 48 rows = 3 tiles; with a backward, Rᵀ has one row a unit, so 16).
+    """
+    mm, _, _ = mma_shape(gpu, p.dtype)
+    quantum = 1
+    for d in p.directions:
+        rows_per_unit = p.g_r if d == "forward" else 1
+        quantum = math.lcm(quantum, mm // math.gcd(mm, rows_per_unit))
+    return quantum
+
+
 def block_tile(direction: str, g_r: int, hidden_per_block, k_per_block) -> tuple:
     """(rows, k) of the product a block computes: forward R·y, backward Rᵀ·dg over the same tile."""
     if direction == "forward":
@@ -161,8 +185,10 @@ def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget) -
     }
 
 
-def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid) -> dict:
-    """Tile geometry, registers and shared memory of one block computing a rows x k product."""
+def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_heads) -> dict:
+    """Tile geometry, registers and shared memory of one block computing a rows x k product.
+
+    ``y_heads``: the heads whose y (dg) the block stages (2 where it spans a head boundary)."""
     mm, mn, mk = mma_shape(gpu, p.dtype)
     m_tiles = ceil_div(rows, mm)  # the block's rows padded to whole m tiles
     row_tiles = ceil_div(m_tiles, warps_rows)  # m tiles per warp (the last warps may have one fewer)
@@ -200,8 +226,9 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid) -> 
     )
     rows_pad, k_pad = row_tiles * mm * warps_rows, k_tiles * mk * warps_k
     r_smem = in_smem * mm * mk * p.dtype_bytes
-    # y (dg) of one pass staged in double-buffered chunks of Y_CHUNK k-rows
-    y_smem = Min(k_pad, 2 * Y_CHUNK) * tile_b * p.dtype_bytes
+    # y (dg) of one pass staged in double-buffered chunks of Y_CHUNK k-rows, of each head it serves
+    # (a chunk holds the same k-rows of both heads, so every warp has work at every barrier)
+    y_smem = y_heads * Min(k_pad, 2 * Y_CHUNK) * tile_b * p.dtype_bytes
     # fp32 pre-activations of one pass for the interleaved pointwise; the k warps add into it in turn.
     # It shares the y buffers: it is written after the pass's last y chunk is consumed, and the next
     # y chunk (next pass, or next step after the grid sync) is staged after the pointwise read it.
@@ -240,18 +267,34 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     tile_b = m.int_var("tile_b", Values(sorted({mn, widest})))
     warps_rows = m.int_var("warps_rows", PowersOfTwo(1, MAX_WARPS_ROWS))
     warps_k = m.int_var("warps_k", PowersOfTwo(1, MAX_WARPS_K))
+    # Blocks along rows per head (0), or over the heads laid end to end (1): with several heads the
+    # per-head split leaves SMs idle (L4: 58 SMs, 4 heads of 14 blocks), spanning fills them.
+    quantum = span_quantum(p, gpu)
+    span_heads = m.int_var("span_heads", Values([0, 1] if p.heads > 1 else [0]))
+    D_q = -(-D // quantum) * quantum  # a head padded to whole tiles of units where blocks span heads
 
     # Resources (per direction the configuration serves: the backward runs R^T over the same tile)
-    units = Min(hidden_per_block, D)  # the capped choice >= D is one block of all D units
-    split_rows, split_k = ceil_div(D, hidden_per_block), ceil_div(D, k_per_block)
+    def row_blocks(u):
+        """Blocks along rows over all heads for blocks of ``u`` units (u < D where spanning)."""
+        if p.heads == 1:  # plain formulas where span_heads is 0: a smaller model to solve
+            return ceil_div(D, u)
+        # one of the two terms is 0; Max(1, .) only tells interval arithmetic the sum is >= 1
+        return Max(1, (1 - span_heads) * p.heads * ceil_div(D, u) + span_heads * ceil_div(p.heads * D_q, u))
+
+    # the capped choice >= D is one block of all D units; a spanning block holds u < D_q units
+    units = Min(hidden_per_block, D if p.heads == 1 else D + span_heads * p.heads * D_q)
+    split_rows, split_k = ceil_div(D, units), ceil_div(D, k_per_block)
     batch_blocks = ceil_div(B, block_b)
     batch_passes = ceil_div(Min(B, block_b), tile_b)  # passes of tile_b columns over the block's batch
-    grid = p.heads * split_rows * split_k * batch_blocks
+    n_row_blocks = row_blocks(hidden_per_block)
+    grid = n_row_blocks * split_k * batch_blocks
     warps = warps_rows * warps_k
     blocks = {}
     for d in p.directions:
         rows, k = block_tile(d, p.g_r, units, k_per_block)
-        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid) | {"rows": rows, "k": k}
+        y_heads = 1 if p.heads == 1 else 1 + span_heads
+        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid, y_heads)
+        blocks[d] |= {"rows": rows, "k": k}
 
     # Constraints: structural rules first (cheap, so the search rejects most points early)
     first = blocks[p.directions[0]]
@@ -260,13 +303,21 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     rows_per_unit = p.g_r if p.directions[0] == "forward" else 1
     t = ceil_div(rows_per_unit * hidden_per_block, mm)
     t_finer = t - 1 - (_COARSE_STEP - 1) * Min(1, Max(0, t - _FINE_TILES))
-    finer_grid = (
-        p.heads * ceil_div(D, Max(1, floor_div(mm * t_finer, rows_per_unit))) * split_k * batch_blocks
-    )
+    finer_grid = row_blocks(Max(1, floor_div(mm * t_finer, rows_per_unit))) * split_k * batch_blocks
     busiest, finer_busiest = ceil_div(grid, gpu.sm_count), ceil_div(finer_grid, gpu.sm_count)
     m.add("row_split_as_fine_as_free", AnyOf(t == 1, finer_busiest > busiest),
           why="a finer row split with as many blocks on the busiest SM does less work per SM and holds "
           "less R per block: a coarser one stays only where the finer one adds a block to an SM")  # fmt: skip
+    if p.heads > 1:
+        per_head_blocks = p.heads * ceil_div(D, hidden_per_block)
+        m.add("span_heads_saves_blocks", AnyOf(span_heads == 0, n_row_blocks < per_head_blocks),
+              why="a block spanning two heads stages both heads' y: worth it only where laying the heads "
+              "end to end takes fewer blocks than splitting each head")  # fmt: skip
+        m.add("span_heads_at_most_two", AnyOf(span_heads == 0, hidden_per_block <= D_q),
+              why="a spanning block holds at most one head's units: it meets two heads at most")  # fmt: skip
+        m.add("span_heads_whole_tiles", AnyOf(span_heads == 0, Divides(quantum, hidden_per_block)),
+              why=f"head and block boundaries fall between m{mm} tiles only where a block holds whole "
+              f"tiles of units ({quantum} units a tile)")  # fmt: skip
     m.add("k_split_only_for_capacity", AnyOf(split_k == 1, first["r_smem"] > 0),
           why="a k split over blocks adds a reduction and a second grid sync per step (~1.5 us): worth it "
           "only when R does not fit the registers of the row-split grid")  # fmt: skip
@@ -291,12 +342,15 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         per_sm[d] = add_co_residency(lim, gpu, grid=grid, warps=warps, regs_per_thread=b["regs"],
                                      smem_bytes=b["smem"], cooperative=True, suffix=sfx)  # fmt: skip
 
+    d_pad = split_rows * units if p.heads == 1 else (1 - span_heads) * split_rows * units + span_heads * D_q
+
     # Objective: least padded tensor-core work per block (cost.estimate ranks further)
     m.minimize(rows_pad * first["k_pad"] * batch_passes * tile_b)
 
     resources: dict = {
         "threads_per_block": warps * gpu.warp_size,
         "blocks": grid,
+        "row_blocks": n_row_blocks,
         "registers_per_thread": Max(*(b["regs"] for b in blocks.values())),
         "shared_memory_bytes_per_block": Max(*(b["smem"] for b in blocks.values())),
         "blocks_per_sm": Min(*per_sm.values()),
@@ -310,14 +364,17 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "r_tiles_in_registers_per_warp": first["in_regs"],
         "rows_pad_per_block": rows_pad,
         "k_pad_per_block": first["k_pad"],
-        "d_pad": split_rows * units,
-        "padding_d": split_rows * units - D,
+        # per head: D rounded up to whole blocks, or to whole tiles where blocks span heads
+        "d_pad": d_pad,
+        "padding_d": d_pad - D,
+        # over all heads, the tail of the last spanning block included
+        "padding_units": n_row_blocks * units - p.heads * D,
         "padding_k": split_k * k_per_block - D,
         "b_pad": batch_blocks * block_b,
         "padding_b": batch_blocks * block_b - B,
         "padding_rows_per_block": rows_pad - rows,
     }
-    tunables = ("hidden_per_block", "k_per_block", "block_b", "tile_b", "warps_rows", "warps_k")
+    tunables = ("hidden_per_block", "k_per_block", "block_b", "tile_b", "warps_rows", "warps_k", "span_heads")
     return Space(FAMILY, p, gpu, m, tunables, resources, tuple(lim.items))
 
 
