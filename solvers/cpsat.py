@@ -53,10 +53,39 @@ class _Builder:
 
     # -- expressions ----------------------------------------------------------------------------
     def iv(self, e: Expr) -> tuple[int, int]:
+        """Interval of ``e``, bottom-up: each node's bounds from its children's (memoised), which is
+        what ``e.bounds`` computes (interval arithmetic composes), without re-walking every subtree."""
         key = id(e)  # the model's expression nodes outlive the builder, so ids stay unique
         if key not in self.intervals:
-            self.intervals[key] = e.bounds(self.ranges) if e.variables() else (e.evaluate({}),) * 2
+            self.intervals[key] = self._node_iv(e)
         return self.intervals[key]
+
+    def _node_iv(self, e: Expr) -> tuple[int, int]:
+        if isinstance(e, Const):
+            return e.value, e.value
+        if isinstance(e, Var):
+            return self.ranges[e.name]
+        # the node over placeholder variables that span its children's intervals
+        ranges: dict[str, tuple[int, int]] = {}
+
+        def leaf(child):
+            if not isinstance(child, Expr):
+                return child  # a constant divisor
+            name = f"_{len(ranges)}"
+            ranges[name] = self.iv(child)
+            return Var(name, None)  # bounds() reads only the name; the domain is never consulted
+
+        if isinstance(e, Sum):
+            shallow = Sum(tuple((c, leaf(t)) for c, t in e.terms), e.constant)
+        elif isinstance(e, Prod):
+            shallow = Prod(tuple(leaf(f) for f in e.factors))
+        elif isinstance(e, (FloorDiv, CeilDiv)):
+            shallow = type(e)(leaf(e.arg), leaf(e.d))
+        elif isinstance(e, (MinOf, MaxOf)):
+            shallow = type(e)(tuple(leaf(a) for a in e.args))
+        else:
+            return e.bounds(self.ranges)
+        return shallow.bounds(ranges)
 
     def new_var(self, lo: int, hi: int, name: str = "aux") -> cp_model.IntVar:
         return self.cp.new_int_var(min(lo, 0), max(hi, 0), name)  # 0 inside: unused aux vars pin to 0

@@ -170,3 +170,49 @@ def test_native_in_small_vectorized_chunks_equals_brute_force(model, k):
         assert enumerate_all(model, backend="native") == enumerate_all(model, backend="brute")
         assert top_k(model, k, backend="native") == top_k(model, k, backend="brute")
         assert (solve(model, backend="native") is None) == (not brute.solutions(model, limit=1))
+
+
+def _expression_nodes(model) -> list:
+    """Every expression node of the model's constraints (nested ones too) and objective."""
+    nodes: dict[int, object] = {}
+
+    def expr(e) -> None:
+        nodes[id(e)] = e
+        children = [
+            *getattr(e, "factors", ()),
+            *getattr(e, "args", ()),
+            *(t for _, t in getattr(e, "terms", ())),
+        ]
+        children += [getattr(e, a) for a in ("arg", "d") if not isinstance(getattr(e, a, 0), int)]
+        for child in children:
+            expr(child)
+
+    def constraint(c) -> None:
+        for side in ("lhs", "rhs", "a", "b"):
+            if hasattr(c, side):
+                expr(getattr(c, side))
+        for part in (
+            *getattr(c, "parts", ()),
+            *(getattr(c, a) for a in ("inner", "cond", "then") if hasattr(c, a)),
+        ):
+            constraint(part)
+
+    for nc in model.constraints:
+        constraint(nc.constraint)
+    if model.objective is not None:
+        expr(model.objective.expr)
+    return list(nodes.values())
+
+
+@SETTINGS
+@given(model=models())
+def test_cpsat_intervals_bottom_up_equal_the_expressions_own_bounds(model):
+    # CP-SAT's auxiliary variables take their bounds from these intervals: one too narrow would cut
+    # solutions, so the memoised bottom-up evaluation must equal Expr.bounds on every node
+    from tunekit.solvers import cpsat
+
+    builder = cpsat._Builder(model, model.constraints)
+    ranges = {v.name: (v.domain.lo, v.domain.hi) for v in model.variables}
+    for e in _expression_nodes(model):
+        expected = e.bounds(ranges) if e.variables() else (e.evaluate({}),) * 2
+        assert builder.iv(e) == expected, e
