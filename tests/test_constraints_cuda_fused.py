@@ -10,6 +10,7 @@ from test_constraints_occupancy import GPUS, plain_blocks_per_sm, plain_fits
 
 from tunekit.constraints import build_space
 from tunekit.constraints.cuda_fused import physical_bound, r_bytes, span_quantum
+from tunekit.cost import estimate
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import enumerate_all, solve
@@ -221,6 +222,14 @@ def test_tiles_are_dealt_evenly_when_rows_do_not_divide_over_warps():
     res = space.resources(a)
     assert res["blocks"] == 58 and res["registers_per_thread"] <= 255
     assert res["shared_memory_bytes_per_block"] == 174 * 512 + 13 * 16 * 8 * 4  # R tiles + gate buffer
+    # 208 rows are exactly 13 m tiles (no padding); the busiest warp does ceil(13 x 46 / 8) = 75 mma
+    # tiles a pass, not the 2 whole rows (92) of the by-rows deal, and the cost model charges that:
+    # 75 tiles x 8 warps of 2 x 16 x 16 x 16 flops on one SM
+    assert res["rows_pad_per_block"] == 208 and res["padding_rows_per_block"] == 0
+    assert res["mma_tiles_per_warp"] == 75
+    l4 = load_profile("l4")
+    per_sm_flops_per_us = l4.tensor_tflops["bfloat16"] * 1e6 / l4.sm_count
+    assert estimate(space, a).tensor_us == pytest.approx(75 * 8 * 2 * 16 * 16 * 16 / per_sm_flops_per_us)
 
 
 def test_blocks_span_heads_where_per_head_splits_leave_sms_idle():

@@ -167,7 +167,8 @@ def _cuda_fused(space: Space, res: Mapping[str, int], par: Mapping[str, int], d:
     per_sm = -(-res["blocks"] // gpu.sm_count)  # blocks on the busiest SM (all co-resident)
     warps = par["warps_rows"] * par["warps_k"]
     rows, k = res["rows_pad_per_block"], res["k_pad_per_block"]
-    flops = 2 * rows * k * par["block_b"]
+    # the busiest warp sets the pace: every warp is charged its mma tiles (16x16x16 bf16, 16x8x8 tf32)
+    flops = 2 * mm * mk * par["block_b"] * warps * res["mma_tiles_per_warp"]
     tensor = per_sm * flops / (rate["tensor"] * _tensor_share(per_sm * warps))
     tiles = (rows // mm) * (k // mk)
     in_regs = min(tiles, res["r_tiles_in_registers_per_warp"] * warps)

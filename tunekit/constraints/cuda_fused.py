@@ -215,6 +215,10 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_h
     # no more room in registers)
     tiles_per_warp, in_regs = by_rows["tiles_per_warp"], by_rows["in_regs"]
     in_smem = Min(by_rows["in_smem"], even["in_smem"])
+    # the deal taken (even only where it leaves strictly fewer tiles in shared memory) and the mma
+    # tiles of its busiest warp per pass, which sets the block's tensor-core time
+    dealt_even = Min(1, Max(0, by_rows["in_smem"] - even["in_smem"]))
+    busiest = dealt_even * even["tiles_per_warp"] + (1 - dealt_even) * by_rows["tiles_per_warp"]
     # Registers: an upper bound of the chosen deal's that stays within the budget wherever it fits.
     # Either deal needs its other registers plus 4 a tile it holds in registers, up to the budget;
     # the even deal's other registers exceed the by-rows deal's by one accumulator row at most,
@@ -237,6 +241,7 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_h
         "rows_pad": rows_pad,
         "k_pad": k_pad,
         "m_tiles": m_tiles,
+        "busiest_tiles": busiest,
         "row_tiles": row_tiles,
         "tiles_per_warp": tiles_per_warp,
         "in_regs": in_regs,
@@ -362,7 +367,8 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "row_tiles_per_warp": first["row_tiles"],
         "r_tiles_per_warp": first["tiles_per_warp"],
         "r_tiles_in_registers_per_warp": first["in_regs"],
-        "rows_pad_per_block": rows_pad,
+        "rows_pad_per_block": first["m_tiles"] * mm,  # the block's rows in whole m tiles
+        "mma_tiles_per_warp": first["busiest_tiles"],  # the busiest warp's, per batch pass
         "k_pad_per_block": first["k_pad"],
         # per head: D rounded up to whole blocks, or to whole tiles where blocks span heads
         "d_pad": d_pad,
@@ -372,7 +378,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "padding_k": split_k * k_per_block - D,
         "b_pad": batch_blocks * block_b,
         "padding_b": batch_blocks * block_b - B,
-        "padding_rows_per_block": rows_pad - rows,
+        "padding_rows_per_block": first["m_tiles"] * mm - rows,
     }
     tunables = ("hidden_per_block", "k_per_block", "block_b", "tile_b", "warps_rows", "warps_k", "span_heads")
     return Space(FAMILY, p, gpu, m, tunables, resources, tuple(lim.items))
