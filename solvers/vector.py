@@ -36,6 +36,7 @@ __all__ = [
     "evaluate",
     "evaluate_env",
     "explain",
+    "expression_values",
     "objective_keys",
     "rows",
     "solutions",
@@ -150,6 +151,21 @@ def evaluate(
     env, _ = found
     evaluated = evaluate_env(env, model.constraints if constraints is None else constraints)
     return None if evaluated is None else (env, *evaluated)
+
+
+def expression_values(exprs: Mapping[str, Any], env: Mapping[str, np.ndarray]) -> dict[str, list[int]] | None:
+    """Each expression (or int) of ``exprs`` at every point of ``env``'s columns, as Python ints,
+    shared subexpressions evaluated once; None when one is beyond the evaluator."""
+    n = len(next(iter(env.values()))) if env else 1
+    memo: dict[int, Any] = {}
+    out = {}
+    try:
+        for name, e in exprs.items():
+            value = _vexpr(e, env, memo) if hasattr(e, "variables") else int(e)
+            out[name] = np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)).tolist()
+    except _Unsupported:
+        return None
+    return out
 
 
 def evaluate_env(

@@ -93,6 +93,25 @@ def test_vector_evaluation_finds_exactly_the_native_solutions(family: str, probl
     assert vector_solutions(model) == enumerate_all(model, backend="native")
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "problem",
+    [Problem("slstm", batch=256, heads=4, head_dim=384, dtype="float32"), Problem("elman", 5, 3, 200)],
+    ids=["slstm-N4-fp32", "elman-N3-B5"],
+)
+def test_resources_of_all_configurations_equal_each_ones(
+    family: str, problem: Problem, monkeypatch: pytest.MonkeyPatch
+):
+    space = build_space(family, problem, A100)
+    found = enumerate_all(space.model, backend="native")
+    one_by_one = [space.resources(a) for a in found]
+    assert space.resources_of_all(found) == one_by_one
+    # beyond the vector evaluator, it prices one point at a time
+    monkeypatch.setattr("tunekit.constraints.expression_values", lambda exprs, env: None)
+    assert space.resources_of_all(found) == one_by_one
+    assert space.resources_of_all([]) == []
+
+
 def test_vector_refuses_what_it_cannot_evaluate_exactly():
     model = Model("big")
     x, y = model.int_var("x", Range(1, 10)), model.int_var("y", Range(1, 10))

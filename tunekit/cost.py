@@ -192,11 +192,16 @@ def _cuda_fused(space: Space, res: Mapping[str, int], par: Mapping[str, int], d:
 _FAMILIES = {"triton-fused": _triton_fused, "cuda-alternating": _cuda_alternating, "cuda-fused": _cuda_fused}
 
 
-def estimate(space: Space, assignment: Mapping[str, int]) -> CostBreakdown:
-    """Predicted microseconds per time step (forward + backward for direction "both")."""
+def estimate(
+    space: Space, assignment: Mapping[str, int], resources: Mapping[str, int] | None = None
+) -> CostBreakdown:
+    """Predicted microseconds per time step (forward + backward for direction "both").
+
+    ``resources``: ``space.resources(assignment)`` where the caller has it already (the tuner
+    evaluates them for all configurations at once, ``Space.resources_of_all``)."""
     if not isinstance(space, Space):
         raise ValueError(f"space: got {type(space).__name__}, expected a tunekit.constraints.Space")
-    res = space.resources(assignment)
+    res = space.resources(assignment) if resources is None else resources
     par = space.config(assignment).params
     names = [f.name for f in fields(CostBreakdown) if f.name != "total_us_per_step"]
     sums = dict.fromkeys(names, 0.0)

@@ -241,11 +241,11 @@ def _solutions(model: Model, solver: str) -> tuple[list[dict[str, int]], str]:
     return enumerate_all(model, backend=solver), solver
 
 
-def _time_us(space: Any, assignment: Mapping[str, int]) -> float:
+def _time_us(space: Any, assignment: Mapping[str, int], resources: Mapping[str, int]) -> float:
     """Predicted µs per step; a cost model that fails on a point scores it infinitely slow (STYLE §7):
     the point is then either never returned or caught as infeasible by ``_verify``."""
     try:
-        return estimate(space, assignment).total_us_per_step
+        return estimate(space, assignment, resources).total_us_per_step
     except (ArithmeticError, ValueError):
         return math.inf
 
@@ -255,7 +255,8 @@ def _rank_family(
 ) -> tuple[int, list[tuple[float, int, dict[str, int]]], str]:
     """(feasible count, the ``top`` best as (time, solver order, assignment), the solver used)."""
     solutions, used = _solutions(space.model, solver)
-    timed = [(_time_us(space, a), i, a) for i, a in enumerate(solutions)]
+    resources = space.resources_of_all(solutions)
+    timed = [(_time_us(space, a, r), i, a) for i, (a, r) in enumerate(zip(solutions, resources, strict=True))]
     timed.sort(key=lambda item: item[:2])  # ties: the solvers' deterministic order
     return len(solutions), timed[:top], used
 

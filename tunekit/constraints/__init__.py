@@ -10,13 +10,16 @@ Each family's model is one ``build_model(problem, gpu) -> Space`` in its own mod
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from tunekit.constraints.occupancy import IntLike, Limit, evaluate
 from tunekit.problem import FAMILIES, KernelConfig, Problem
 from tunekit.solvers import Expr, Model, enumerate_all
+from tunekit.solvers.vector import expression_values
 
 __all__ = ["FAMILIES", "Space", "build_space"]
 
@@ -71,6 +74,18 @@ class Space:
         values = self._values(assignment)
         point = [values[n] for n in self.tunables]
         return {name: fn(point) for name, fn in self._compiled().items()}
+
+    def resources_of_all(self, assignments: Sequence[Mapping[str, int]]) -> list[dict[str, int]]:
+        """``resources`` of every assignment, the formulas evaluated once over all of them (numpy,
+        shared subexpressions once): the tuner prices every feasible configuration."""
+        if not assignments:
+            return []
+        env = {n: np.array([self._values(a)[n] for a in assignments], dtype=np.int64) for n in self.tunables}
+        columns = expression_values(self.resource_formulas, env)
+        if columns is None:  # beyond the vector evaluator (int64 range): one point at a time
+            return [self.resources(a) for a in assignments]
+        names = list(columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
     def _compiled(self) -> dict[str, Any]:
         """Resource formulas compiled once into closures over the tunables' values (the solver's
