@@ -279,15 +279,17 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     D_q = -(-D // quantum) * quantum  # a head padded to whole tiles of units where blocks span heads
 
     # Resources (per direction the configuration serves: the backward runs R^T over the same tile)
+    # one head: span is the constant 0 and every formula below folds to its per-head form
+    span = span_heads if p.heads > 1 else 0
+
     def row_blocks(u):
         """Blocks along rows over all heads for blocks of ``u`` units (u < D where spanning)."""
-        if p.heads == 1:  # plain formulas where span_heads is 0: a smaller model to solve
-            return ceil_div(D, u)
+        blocks = (1 - span) * p.heads * ceil_div(D, u) + span * ceil_div(p.heads * D_q, u)
         # one of the two terms is 0; Max(1, .) only tells interval arithmetic the sum is >= 1
-        return Max(1, (1 - span_heads) * p.heads * ceil_div(D, u) + span_heads * ceil_div(p.heads * D_q, u))
+        return blocks if p.heads == 1 else Max(1, blocks)
 
     # the capped choice >= D is one block of all D units; a spanning block holds u < D_q units
-    units = Min(hidden_per_block, D if p.heads == 1 else D + span_heads * p.heads * D_q)
+    units = Min(hidden_per_block, D + span * p.heads * D_q)
     split_rows, split_k = ceil_div(D, units), ceil_div(D, k_per_block)
     batch_blocks = ceil_div(B, block_b)
     batch_passes = ceil_div(Min(B, block_b), tile_b)  # passes of tile_b columns over the block's batch
@@ -297,8 +299,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     blocks = {}
     for d in p.directions:
         rows, k = block_tile(d, p.g_r, units, k_per_block)
-        y_heads = 1 if p.heads == 1 else 1 + span_heads
-        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid, y_heads)
+        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid, 1 + span)
         blocks[d] |= {"rows": rows, "k": k}
 
     # Constraints: structural rules first (cheap, so the search rejects most points early)
@@ -347,7 +348,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         per_sm[d] = add_co_residency(lim, gpu, grid=grid, warps=warps, regs_per_thread=b["regs"],
                                      smem_bytes=b["smem"], cooperative=True, suffix=sfx)  # fmt: skip
 
-    d_pad = split_rows * units if p.heads == 1 else (1 - span_heads) * split_rows * units + span_heads * D_q
+    d_pad = (1 - span) * split_rows * units + span * D_q
 
     # Objective: least padded tensor-core work per block (cost.estimate ranks further)
     m.minimize(rows_pad * first["k_pad"] * batch_passes * tile_b)
