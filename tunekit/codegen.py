@@ -1,4 +1,5 @@
-"""Render kernel templates (``templates/triton/*.j2``) from a cell's declaration and a configuration.
+"""Render kernel templates (``templates/triton/*.j2``, ``templates/cuda/*.j2``) from a cell's declaration
+and a configuration.
 
 Rendering is a pure function: ``render(spec, config) -> str``. Jinja decides the kernel's structure
 (which gates and states exist, unrolled per gate and state, the cell's printed pointwise code);
@@ -107,28 +108,21 @@ def _check_code(cell: CellLike, role: str, code: list[tuple[str, str]], needed: 
         )
 
 
-def template_context(spec: KernelSpec, config: Any) -> dict[str, Any]:
-    """Everything a template reads: cell structure, printed code, header fields."""
-    cell = spec.cell
+def cell_context(cell: CellLike, lang: str, backward: bool) -> dict[str, Any]:
+    """A cell's structure and its printed pointwise code in ``lang`` ("triton" or "cuda"), checked:
+    what every kernel template of every family reads about the cell."""
     states = list(cell.states)
     grad_states = [st for st in states if st not in cell.no_grad_states]
-    forward_code = list(cell.forward_code("triton"))
+    forward_code = list(cell.forward_code(lang))
     _check_code(cell, "forward", forward_code, [f"s_{st}_new" for st in states])
     backward_code: list[tuple[str, str]] = []
-    if spec.role == "backward":
-        backward_code = list(cell.backward_code("triton"))
+    if backward:
+        backward_code = list(cell.backward_code(lang))
         needed = [f"dwx_{g}" for g in cell.w_gates] + [f"dry_{g}" for g in cell.r_gates]
         needed += [f"db_{g}" for g in cell.b_gates] + [f"ds_{st}" for st in grad_states]
         _check_code(cell, "backward", backward_code, needed)
-    config_name, profile = describe_config(config)
     return {
         "cell": cell.name,
-        "kernel": spec.role,
-        "template": TEMPLATES[spec.role].split("/", 1)[1],
-        "config_name": config_name,
-        "profile": profile,
-        "version": tunekit.__version__,
-        "prelude": _prelude(),
         "r_gates": list(cell.r_gates),
         "w_gates": list(cell.w_gates),
         "b_gates": list(cell.b_gates),
@@ -138,6 +132,33 @@ def template_context(spec: KernelSpec, config: Any) -> dict[str, Any]:
         "forward_code": forward_code,
         "backward_code": backward_code,
     }
+
+
+def header_context(template: str, kernel: str, config: Any) -> dict[str, Any]:
+    """The generated-file header's fields: template, kernel role, configuration, profile, version."""
+    config_name, profile = describe_config(config)
+    return {
+        "kernel": kernel,
+        "template": template,
+        "config_name": config_name,
+        "profile": profile,
+        "version": tunekit.__version__,
+    }
+
+
+def template_context(spec: KernelSpec, config: Any) -> dict[str, Any]:
+    """Everything a triton-fused template reads: cell structure, printed code, header fields."""
+    context = cell_context(spec.cell, "triton", backward=spec.role == "backward")
+    context |= header_context(TEMPLATES[spec.role].split("/", 1)[1], spec.role, config)
+    return context | {"prelude": _prelude()}
+
+
+def render_template(name: str, context: Mapping[str, Any]) -> str:
+    """Render any template under ``templates/`` (e.g. ``"cuda/fused_forward.cu.j2"``), strictly.
+
+    CUDA templates include ``cuda/header.cu.j2`` (it reads the :func:`header_context` fields) and
+    take the printed code from :func:`cell_context` with ``lang="cuda"``."""
+    return environment().get_template(name).render(**context)
 
 
 def render(spec: KernelSpec, config: Any = None) -> str:
