@@ -17,6 +17,7 @@ _LAZY = {
     "LSTM": "tunekit.layers",
     "GRU": "tunekit.layers",
     "SLSTM": "tunekit.layers",
+    "RNN": "tunekit.layers",
     "Elman": "tunekit.layers",
     "get_cell": "tunekit.cells",
     "CELLS": "tunekit.cells",
