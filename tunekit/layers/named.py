@@ -21,15 +21,26 @@ class LSTM(RecurrentLayer):
     cell_name = "lstm"
     torch_class = nn.LSTM
 
-    def __init__(self, *args: Any, proj_size: int = 0, **kwargs: Any) -> None:
-        if len(args) > 7:  # torch.nn.LSTM's eighth positional argument
-            args, proj_size = args[:7], args[7]
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        **kwargs: Any,
+    ) -> None:
         if proj_size != 0:
             raise ValueError(
                 f"proj_size: got {proj_size!r}; tunekit.LSTM has no projections (its kernels multiply R "
                 "by the full hidden state), expected 0. Use torch.nn.LSTM for projected LSTMs"
             )
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kwargs
+        )
         self.proj_size = 0
 
 
