@@ -143,6 +143,8 @@ def test_the_gpu_runner_without_a_gpu_says_so():
         NvrtcRunner("cuda")
     with pytest.raises(ValueError, match="expected a CUDA device"):
         NvrtcRunner("cpu")
+    with pytest.raises(CudaUnavailableError, match="torch sees no CUDA GPU"):
+        runner_for("cuda:0")
 
 
 def test_cpu_tensors_without_the_emulator_name_both_ways(monkeypatch):

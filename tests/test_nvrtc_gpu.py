@@ -72,6 +72,14 @@ def runner():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_runner_per_device_keeps_its_kernels_loaded(runner):
+    from tunekit.cuda import runner_for
+
+    assert runner_for("cuda") is runner and runner.kernel(AXPY, "axpy") is runner.kernel(AXPY, "axpy")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_tiny_kernel_matches_torch(runner):
     n = 1000
     x, y = torch.randn(n, device="cuda"), torch.randn(n, device="cuda")

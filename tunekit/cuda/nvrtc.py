@@ -30,7 +30,7 @@ from tunekit.cuda import (
     LaunchRefused,
 )
 
-__all__ = ["DEFAULT_DYNAMIC_SHARED_LIMIT", "NvrtcRunner", "compile_cubin", "pack_args"]
+__all__ = ["DEFAULT_DYNAMIC_SHARED_LIMIT", "NvrtcRunner", "compile_cubin", "pack_args", "runner"]
 
 # CUDA C++ Programming Guide, "Shared Memory" (compute capability 7.0+): a block may use more than
 # 48 KB of shared memory only as dynamic shared memory after opting in with the kernel attribute
@@ -208,3 +208,24 @@ class NvrtcRunner:
             if any(word in text for word in ("OUT_OF_RESOURCES", "TOO_LARGE", "INVALID_VALUE")):
                 raise LaunchRefused(f"{entry}: the driver refused the launch {dims}: {text}") from error
             raise KernelFault(f"{entry}: launch failed {dims}: {text}") from error
+
+
+_RUNNERS: dict[int, NvrtcRunner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def runner(device: Any) -> NvrtcRunner:
+    """The NvrtcRunner of CUDA ``device``, one per device and process, so its loaded kernels stay
+    loaded between launches (what :func:`tunekit.cuda.runner_for` returns on CUDA tensors)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"device: got {device}, expected a CUDA device")
+    if not torch.cuda.is_available():
+        raise CudaUnavailableError(f"NvrtcRunner: torch sees no CUDA GPU for {device}")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with _RUNNERS_LOCK:
+        if index not in _RUNNERS:
+            _RUNNERS[index] = NvrtcRunner(torch.device("cuda", index))
+        return _RUNNERS[index]
