@@ -55,7 +55,7 @@ TK_KERNEL void reverse(tk::ptr<float> out, tk::ptr<const float> in, int n) {
 )
 
 
-@pytest.mark.parametrize("arch", [80, 86, 89, 90])
+@pytest.mark.parametrize("arch", [80, 90])  # all four archs: tests/test_nvrtc.py
 def test_every_kernel_here_compiles_without_a_gpu(arch, tmp_path):
     from tunekit.compilers import CompileCache
 
