@@ -24,6 +24,7 @@ _LAZY = {
     "load_profile": "tunekit.hardware",
     "tune": "tunekit.tuning",
     "Problem": "tunekit.problem",
+    "load": "tunekit.generate_package",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,347 @@
+"""``tunekit generate``: a tuned kernel as a self-contained Python package for another project.
+
+The package holds the rendered kernel sources (a Triton module; for the CUDA families the ``.cu``
+sources, ``tk_cuda.cuh`` and prebuilt cubins for the profile's architecture), a loader rendered
+from ``templates/generate/*.j2`` that exposes ``rnn(Wx, R, b, states=None)`` with tunekit's
+functional layouts and a ``Layer`` nn.Module, a README (configuration, profile, versions, trust
+tier, how to regenerate) and a manifest with every file's SHA-256. It imports torch and triton
+(or cuda.core), never tunekit.
+
+Flow: :func:`choose` picks the configuration (``tunekit.layer_backend.decide``: the seam where the
+tuning database answers, else the cost model), :func:`package_files` renders every file (a pure
+function of the choice: no timestamps, sorted everything, so generating twice gives the same
+bytes), :func:`generate` writes them with :func:`tunekit.generate_tree.write_tree` (a temporary
+sibling folder renamed into place; an existing folder is replaced only when it holds a previous
+tunekit package and nothing else).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import tunekit
+from tunekit.generate_package import MANIFEST, check_replaceable, manifest_bytes, package_name
+from tunekit.generate_tree import write_tree
+from tunekit.hardware import GPUProfile, load_profile
+from tunekit.problem import FAMILIES, KernelConfig, Problem
+
+__all__ = ["Choice", "Generated", "choose", "generatable_families", "generate", "package_files"]
+
+BACKENDS = ("auto", *FAMILIES)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The configuration a package is generated for, with what the model predicts and why it won."""
+
+    problem: Problem
+    profile: GPUProfile
+    requested: str  # the --backend asked for ("auto" or a family)
+    config: KernelConfig
+    tier: str  # "predicted", "compiler-verified" or "measured"
+    reason: str
+    predicted: Mapping[str, Any]  # resources, cost terms (µs) and time_us_per_step
+    binding_constraints: tuple[str, ...]
+
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+    @property
+    def package(self) -> str:
+        """The package's Python name, from the canonical name's characters only."""
+        return package_name(self.config.name)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What :func:`generate` wrote."""
+
+    path: Path
+    choice: Choice
+    files: tuple[str, ...]  # relative paths, sorted (the manifest included)
+    replaced: bool  # a previous package was in the folder
+
+
+class Variant(Protocol):
+    """How one kernel family's package is made: its kernel files and its runtime template."""
+
+    runtime_template: str  # under templates/, rendered to _runtime.py
+    runtime_modules: tuple[str, ...]  # what the package imports besides torch (README, checks)
+
+    def kernel_files(self, choice: Choice) -> dict[str, bytes]:
+        """Kernel sources (and binaries) by relative path."""
+        ...
+
+    def context(self, choice: Choice) -> dict[str, Any]:
+        """What the runtime template reads besides the shared context (``config``, versions)."""
+        ...
+
+
+def _variant(family: str) -> Variant:
+    if family == "triton-fused":
+        from tunekit.generate_triton import TritonVariant
+
+        return TritonVariant()
+    from tunekit.generate_cuda import CudaVariant
+
+    return CudaVariant(family)
+
+
+def _missing(family: str) -> str | None:
+    """None when this tunekit can generate ``family``, else why not."""
+    if family == "triton-fused":
+        return None
+    from tunekit.kernels import CUDA_FAMILIES
+
+    module = CUDA_FAMILIES[family]
+    if importlib.util.find_spec(module) is None:
+        return f"no {family} kernels in this tunekit yet ({module} is missing)"
+    if importlib.util.find_spec("tunekit.generate_cuda") is None:
+        return f"this tunekit cannot package {family} kernels yet"
+    return None
+
+
+def generatable_families() -> tuple[str, ...]:
+    """The kernel families whose kernels this tunekit can package."""
+    return tuple(f for f in FAMILIES if _missing(f) is None)
+
+
+def left_out_note(backend: str) -> str | None:
+    """For ``backend="auto"``: which families this tunekit cannot package, and why; else None."""
+    if backend != "auto":
+        return None
+    reasons = [str(_missing(f)) for f in FAMILIES if _missing(f) is not None]
+    return "; ".join(reasons) or None
+
+
+def _families(backend: str) -> tuple[str, ...]:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: got {backend!r}, expected one of {list(BACKENDS)}")
+    if backend != "auto":
+        why = _missing(backend)
+        if why is not None:
+            others = ", ".join(generatable_families())
+            raise ValueError(f"backend {backend!r}: {why}; use --backend auto or one of: {others}")
+        return (backend,)
+    return generatable_families()
+
+
+def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto") -> Choice:
+    """The configuration to package: the tuning database's or the cost model's best among the
+    families this tunekit can package (``backend="auto"``) or of one family.
+
+    Raises ValueError for a backend that cannot be packaged or ``direction="backward"`` (a package
+    needs the forward kernel), and :class:`tunekit.tuning.NoFeasibleConfig` when nothing fits.
+    """
+    from tunekit.constraints import build_space
+    from tunekit.cost import estimate
+    from tunekit.layer_backend import decide
+    from tunekit.tuning import binding_constraints
+
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: got {type(problem).__name__}, expected a tunekit.problem.Problem")
+    if problem.direction == "backward":
+        raise ValueError(
+            "direction: got 'backward', expected 'forward' (inference) or 'both' (training): "
+            "a package needs the forward kernel to compute the states the backward reads"
+        )
+    profile = load_profile(gpu)
+    families = _families(backend)
+    decision = decide(profile, problem, families)
+    config = decision.config
+    if not isinstance(config, KernelConfig):
+        raise ValueError(f"the chosen configuration is a {type(config).__name__}, expected a KernelConfig")
+    space = build_space(config.family, problem, profile)
+    assignment = config.params
+    predicted: dict[str, Any] = dict(space.resources(assignment))
+    cost = estimate(space, assignment)
+    predicted.update((k, v) for k, v in cost.terms().items() if k != "total_us_per_step")
+    predicted["time_us_per_step"] = cost.total_us_per_step
+    reason = decision.reason
+    note = left_out_note(backend)
+    if note:
+        reason += f"; left out: {note}"
+    return Choice(
+        problem=problem,
+        profile=profile,
+        requested=backend,
+        config=config,
+        tier=str(decision.tier or "predicted"),
+        reason=reason,
+        predicted=predicted,
+        binding_constraints=binding_constraints(space, assignment),
+    )
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+
+def literal(value: Any) -> str:
+    """``value`` as Python source, deterministically (dict keys sorted; tuples stay tuples)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{literal(k)}: {literal(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, tuple):
+        items = [literal(v) for v in value]
+        return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    raise ValueError(f"value: got {type(value).__name__}, expected None, a number, a string or a container")
+
+
+def _readable(value: Any) -> str:
+    """A predicted number for people: integers with separators, others to 4 significant digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def regenerate_command(choice: Choice) -> str:
+    """The command that writes this package again (the chosen family named, so it is reproducible)."""
+    p = choice.problem
+    return (
+        f"tunekit generate --gpu {choice.profile.name} --cell {p.cell} --head-dim {p.head_dim} "
+        f"--heads {p.heads} --batch {p.batch} --dtype {p.dtype} --direction {p.direction} "
+        f"--backend {choice.family} --out <this folder>"
+    )
+
+
+def _versions(variant: Variant) -> dict[str, str]:
+    import torch
+
+    versions = {"tunekit": tunekit.__version__, "torch": str(torch.__version__).split("+")[0]}
+    for module in variant.runtime_modules:
+        found = importlib.import_module(module)
+        versions[module] = str(getattr(found, "__version__", "unknown"))
+    return versions
+
+
+def _context(choice: Choice, variant: Variant) -> dict[str, Any]:
+    from tunekit.cells import get_cell
+
+    problem, cell = choice.problem, get_cell(choice.problem.cell)
+    versions = _versions(variant)
+    values = {
+        "name": choice.config.name,
+        "family": choice.family,
+        "cell": problem.cell,
+        "gpu": choice.profile.name,
+        "arch": choice.profile.sm,
+        "problem": {
+            "batch": problem.batch,
+            "heads": problem.heads,
+            "head_dim": problem.head_dim,
+            "dtype": problem.dtype,
+            "direction": problem.direction,
+        },
+        "config": choice.config.params,
+        "predicted": dict(choice.predicted),
+        "tier": choice.tier,
+        "versions": versions,
+        "r_gates": tuple(cell.r_gates),
+        "w_gates": tuple(cell.w_gates),
+        "b_gates": tuple(cell.b_gates),
+        "states": tuple(cell.states),
+        "dtype": problem.dtype,
+        "direction": problem.direction,
+    }
+    context: dict[str, Any] = {
+        "version": tunekit.__version__,
+        "name": choice.config.name,
+        "package": choice.package,
+        "family": choice.family,
+        "gpu": choice.profile.name,
+        "gpu_display": choice.profile.display_name,
+        "arch": choice.profile.sm,
+        "profile": choice.profile,
+        "problem": problem,
+        "cell": cell,
+        "training": problem.direction == "both",
+        "params": sorted(choice.config.params.items()),
+        "predicted": [(key, _readable(value)) for key, value in sorted(choice.predicted.items())],
+        "time_us_per_step": float(choice.predicted["time_us_per_step"]),
+        "binding_constraints": list(choice.binding_constraints),
+        "tier": choice.tier,
+        "reason": choice.reason,
+        "requested": choice.requested,
+        "versions": sorted(versions.items()),
+        "regenerate": regenerate_command(choice),
+        "runtime_modules": list(variant.runtime_modules),
+    }
+    extra = dict(variant.context(choice))
+    values |= extra.pop("literals", {})
+    context |= extra
+    context["py"] = {key: literal(value) for key, value in values.items()}
+    return context
+
+
+def package_files(choice: Choice) -> dict[str, bytes]:
+    """Every file of the package by relative path, the manifest included (a pure function)."""
+    from tunekit.codegen import render_template
+
+    variant = _variant(choice.family)
+    context = _context(choice, variant)
+    files = dict(variant.kernel_files(choice))
+    rendered = {
+        "__init__.py": "generate/init.py.j2",
+        "_config.py": "generate/config.py.j2",
+        "_layer.py": "generate/layer.py.j2",
+        "_runtime.py": variant.runtime_template,
+    }
+    for path, template in rendered.items():
+        files[path] = render_template(template, context).encode("utf-8")
+    context["files"] = sorted(files)
+    files["README.md"] = render_template("generate/README.md.j2", context).encode("utf-8")
+    manifest = {
+        "name": choice.config.name,
+        "package": choice.package,
+        "family": choice.family,
+        "gpu": choice.profile.name,
+        "arch": choice.profile.sm,
+        "config": choice.config.as_dict(),
+        "tier": choice.tier,
+        "reason": choice.reason,
+        "predicted": dict(choice.predicted),
+        "versions": dict(context["versions"]),
+        "regenerate": context["regenerate"],
+    }
+    files[MANIFEST] = manifest_bytes(manifest, files)
+    return files
+
+
+def generate(
+    problem: Problem, gpu: str | GPUProfile, out: str | os.PathLike, backend: str = "auto"
+) -> Generated:
+    """Tune ``problem`` for ``gpu`` and write the package into folder ``out``.
+
+    Args:
+        problem: the layer's shape (``direction="both"`` packages the backward kernel too).
+        gpu: a hardware profile name, alias or GPUProfile.
+        out: the package folder: missing, empty, or holding a previous tunekit package and nothing
+            else (it is then replaced); anything else is refused with a ValueError.
+        backend: "auto" (the best family this tunekit can package) or one family.
+
+    Returns:
+        :class:`Generated`: the folder, the choice and the files written.
+
+    Example::
+
+        generate(Problem("lstm", batch=16, heads=4, head_dim=64, direction="both"), "h100", "kernels")
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} exists and is not a folder; choose a folder path")
+    replaced = out.is_dir() and any(out.iterdir())
+    if replaced:
+        check_replaceable(out)  # before tuning and rendering: fail fast
+    choice = choose(problem, gpu, backend)
+    files = package_files(choice)
+    write_tree(out, files, may_replace=check_replaceable)
+    return Generated(path=out, choice=choice, files=tuple(sorted(files)), replaced=replaced)

@@ -1,0 +1,52 @@
+"""The triton-fused variant of ``tunekit generate``: the fused kernels as modules of the package.
+
+The kernel modules are exactly what tunekit's own runtime renders for the configuration
+(:func:`tunekit.codegen.render`); the package's ``_runtime.py`` (``templates/generate/
+triton_runtime.py.j2``) launches them with the configuration's tunables as constants.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunekit.generate import Choice
+
+__all__ = ["TritonVariant"]
+
+
+class TritonVariant:
+    """Kernel files and runtime context of a triton-fused package."""
+
+    runtime_template = "generate/triton_runtime.py.j2"
+    runtime_modules = ("triton",)
+
+    def _roles(self, choice: Choice) -> tuple[str, ...]:
+        return ("forward", "backward") if choice.problem.direction == "both" else ("forward",)
+
+    def kernel_files(self, choice: Choice) -> dict[str, bytes]:
+        """``fused_forward.py`` (and ``fused_backward.py`` for training), as tunekit renders them."""
+        from tunekit.cells import get_cell
+        from tunekit.codegen import KERNEL_NAMES, KernelSpec, render
+
+        cell = get_cell(choice.problem.cell)
+        return {
+            f"{KERNEL_NAMES[role]}.py": render(KernelSpec(cell, role), choice.config).encode("utf-8")
+            for role in self._roles(choice)
+        }
+
+    def context(self, choice: Choice) -> dict[str, Any]:
+        """The launch constants, checked by the runtime's own reader of a configuration."""
+        from tunekit.kernels.triton_fused import launch_params
+
+        p = choice.problem
+        params = launch_params(choice.config, p.cell, p.head_dim, p.dtype)
+        return {
+            "config": {
+                "block_b": params.block_b,
+                "num_warps": params.num_warps,
+                "num_stages": params.num_stages,
+                "d_pad": params.d_pad,
+            },
+            "literals": {"dot_precision": params.dot_precision},
+        }
