@@ -188,6 +188,15 @@ def _print_result(console: Console, result: Any) -> None:
     show_default=True,
     help="auto (numpy over small spaces, else native), native, cpsat or vector.",
 )
+@click.option(
+    "--report",
+    "report_dir",
+    is_flag=False,
+    flag_value="reports",
+    default=None,
+    metavar="[DIR]",
+    help="Also write this run's HTML report with plots under DIR (default reports/).",
+)
 def tune_command(
     gpu: str,
     cell: str,
@@ -200,6 +209,7 @@ def tune_command(
     as_json: bool,
     top: int,
     solver: str,
+    report_dir: str | None,
 ) -> None:
     """Rank the feasible kernel configurations for a recurrent layer on a GPU (offline, no GPU needed)."""
     from tunekit.tuning import NoFeasibleConfig, tune
@@ -213,6 +223,7 @@ def tune_command(
             click.echo(json.dumps(exc.to_json_dict()))
         else:
             click.echo(exc.to_text())
+        _report(problem, profile, backend, solver, report_dir)
         sys.exit(EXIT_NO_CONFIG)
     except ValueError as exc:
         _fail(str(exc))
@@ -220,6 +231,21 @@ def tune_command(
         click.echo(json.dumps(result.to_json_dict()))
     else:
         _print_result(Console(highlight=False), result)
+    _report(problem, profile, backend, solver, report_dir)
+
+
+def _report(problem: Any, profile: Any, backend: str, solver: str, report_dir: str | None) -> None:
+    """--report: write the run's page (tunekit.cli.report); its path goes to stderr, so that stdout
+    stays the tables or the one JSON object."""
+    if report_dir is None:
+        return
+    from tunekit.cli.report import write_run_report
+
+    try:
+        page = write_run_report(problem, profile, backend, solver, report_dir)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"Report: {page}", err=True)
 
 
 @main.command("explain")
