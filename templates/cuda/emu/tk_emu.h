@@ -1,0 +1,439 @@
+// tk_emu.h -- the emulator side of tk_cuda.cuh: every name a kernel may use, on the CPU.
+//
+// Included by tk_cuda.cuh when a host C++20 compiler (g++ >= 12) builds the kernel's own source.
+// Each CUDA thread runs as a fiber (tk_emu_runtime.cpp); barriers, warp collectives and grid syncs
+// are points where a fiber hands the CPU to the next one. tk::ptr<T> is a checked pointer: every
+// dereference is bounds- and alignment-checked against its buffer and a bad one is a kernel fault
+// naming the buffer, the element, the block and the thread. docs/cuda.md §2 has the semantics.
+#pragma once
+
+#include <math.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <source_location>
+#include <type_traits>
+
+#include "tk_emu_types.h"
+
+#define TK_EMU 1
+
+// ---- macros of the contract (docs/cuda.md §1) ------------------------------------------------------
+#define TK_KERNEL extern "C"
+#define TK_LAUNCH_BOUNDS(threads, blocks)
+#define TK_DEVICE inline
+#define TK_RESTRICT
+#define TK_UNROLL
+// Shared memory declared inside a kernel: a checked pointer to the block's copy of the array. The
+// local struct names the declaration; its registration at load time tells the launcher the entry's
+// static shared bytes before anything runs (see tk_emu::SharedReg).
+#define TK_SHARED(type, name, count)                                                                   \
+  struct tk_emu_shared_##name {                                                                        \
+    static ::tk_emu::SharedSite site() {                                                               \
+      return {#name, sizeof(type) * static_cast<::size_t>(count), alignof(type), __PRETTY_FUNCTION__}; \
+    }                                                                                                  \
+  };                                                                                                   \
+  ::tk::ptr<type> name = ::tk_emu::shared_static<type, tk_emu_shared_##name>()
+
+// CUDA keywords a kernel may write: nothing to do on the CPU
+#define __device__
+#define __global__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+// ---- the current thread ------------------------------------------------------------------------
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+};
+
+namespace tk_emu {
+
+#pragma GCC visibility push(hidden)
+
+// What a kernel reads of the running fiber; the runtime's Fiber starts with these fields.
+struct ThreadCtx {
+  uint3 thread_idx;
+  uint3 block_idx;
+};
+extern ThreadCtx* g_cur;  // the fiber running now
+extern dim3 g_block_dim, g_grid_dim;
+
+// ---- the runtime's entry points (tk_emu_runtime.cpp) -------------------------------------------
+using Loc = std::source_location;
+
+[[noreturn]] void fault_access(const Buffer* b, const void* addr, size_t size, size_t align, const char* type,
+                               bool read_only, const char* what);
+[[noreturn]] void fault_message(const char* message);
+void sync_block(Loc loc);
+void grid_sync(Loc loc);
+// warp collectives: kind from CollKind; returns this lane's result
+uint64_t warp_shuffle(int kind, unsigned mask, uint64_t value, int arg, int width, Loc loc);
+unsigned warp_vote(int kind, unsigned mask, bool pred, Loc loc);
+void warp_sync(unsigned mask, Loc loc);
+void warp_mma(int kind, float* acc, const uint32_t* a, const uint32_t* b, Loc loc);
+void warp_ldmatrix(int count, bool trans, uint32_t* r, const Buffer* b, const void* row, Loc loc);
+void cp_async(const Buffer* db, void* dst, const Buffer* sb, const void* src, bool valid, Loc loc);
+void cp_async_commit();
+void cp_async_wait(int n, Loc loc);
+int register_shared(SharedSite (*site)());
+const Buffer* shared_static_buffer(int index);
+const Buffer* dynamic_shared_buffer();
+
+#pragma GCC visibility pop
+
+// Element type names for fault messages
+template <class T>
+constexpr const char* type_name() {
+  using U = std::remove_cv_t<T>;
+  if constexpr (std::is_same_v<U, float>) return "float";
+  else if constexpr (std::is_same_v<U, double>) return "double";
+  else if constexpr (std::is_same_v<U, int>) return "int";
+  else if constexpr (std::is_same_v<U, unsigned>) return "u32";
+  else if constexpr (std::is_same_v<U, long> || std::is_same_v<U, long long>) return "int64";
+  else if constexpr (std::is_same_v<U, unsigned long> || std::is_same_v<U, unsigned long long>) return "uint64";
+  else if constexpr (std::is_same_v<U, Bf16>) return "bf16";
+  else if constexpr (std::is_same_v<U, F16>) return "f16";
+  else if constexpr (std::is_same_v<U, short>) return "int16";
+  else if constexpr (std::is_same_v<U, unsigned short>) return "uint16";
+  else if constexpr (std::is_same_v<U, char> || std::is_same_v<U, signed char>) return "int8";
+  else if constexpr (std::is_same_v<U, unsigned char>) return "uint8";
+  else if constexpr (std::is_void_v<U>) return "void";
+  else return "struct";
+}
+
+template <class T>
+constexpr size_t size_of() {
+  if constexpr (std::is_void_v<T>) return 1;
+  else return sizeof(T);
+}
+template <class T>
+constexpr size_t align_of() {
+  if constexpr (std::is_void_v<T>) return 1;
+  else return alignof(T);
+}
+
+// The address q of a T inside buffer b, or a fault.
+template <class T>
+inline T* checked(T* q, const Buffer* b) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(q);
+  if (__builtin_expect(b == nullptr, 0)) fault_access(nullptr, q, sizeof(T), alignof(T), type_name<T>(), false, "access");
+  const uintptr_t off = a - reinterpret_cast<uintptr_t>(b->base);
+  if (__builtin_expect(off > b->bytes || b->bytes - off < sizeof(T) || (a & (alignof(T) - 1)) != 0, 0))
+    fault_access(b, q, sizeof(T), alignof(T), type_name<T>(), std::is_const_v<T>, std::is_const_v<T> ? "read" : "access");
+  return q;
+}
+
+}  // namespace tk_emu
+
+namespace tk {
+
+using u32 = unsigned int;
+using bf16 = tk_emu::Bf16;
+using f16 = tk_emu::F16;
+
+// A checked pointer: an address and the buffer it points into (global: a kernel parameter; shared:
+// a TK_SHARED array or the dynamic shared memory). Arithmetic is free; every dereference is checked.
+template <class T>
+class ptr {
+ public:
+  T* p_ = nullptr;
+  const tk_emu::Buffer* b_ = nullptr;
+
+  ptr() = default;
+  ptr(std::nullptr_t) {}
+  ptr(T* p, const tk_emu::Buffer* b) : p_(p), b_(b) {}
+  template <class U>
+    requires(std::is_convertible_v<U*, T*> && !std::is_same_v<U, T>)
+  ptr(const ptr<U>& o) : p_(o.p_), b_(o.b_) {}
+
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  U& operator*() const {
+    return *tk_emu::checked(p_, b_);
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  U* operator->() const {
+    return tk_emu::checked(p_, b_);
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  U& operator[](ptrdiff_t i) const {
+    return *tk_emu::checked(p_ + i, b_);
+  }
+
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr operator+(ptrdiff_t i) const {
+    return ptr(p_ + i, b_);
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr operator-(ptrdiff_t i) const {
+    return ptr(p_ - i, b_);
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptrdiff_t operator-(const ptr& o) const {
+    return p_ - o.p_;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr& operator+=(ptrdiff_t i) {
+    p_ += i;
+    return *this;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr& operator-=(ptrdiff_t i) {
+    p_ -= i;
+    return *this;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr& operator++() {
+    ++p_;
+    return *this;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr& operator--() {
+    --p_;
+    return *this;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr operator++(int) {
+    ptr r = *this;
+    ++p_;
+    return r;
+  }
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  ptr operator--(int) {
+    ptr r = *this;
+    --p_;
+    return r;
+  }
+
+  explicit operator bool() const { return p_ != nullptr; }
+  friend bool operator==(const ptr& a, const ptr& b) { return a.p_ == b.p_; }
+  friend auto operator<=>(const ptr& a, const ptr& b) { return a.p_ <=> b.p_; }
+};
+
+template <class T>
+ptr<T> operator+(ptrdiff_t i, const ptr<T>& p) {
+  return p + i;
+}
+
+// Reinterpret a pointer as another element type; the address must be aligned for U.
+template <class U, class T>
+inline ptr<U> ptr_cast(ptr<T> p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p.p_);
+  if (p.b_ != nullptr && (a & (tk_emu::align_of<U>() - 1)) != 0)
+    tk_emu::fault_access(p.b_, p.p_, tk_emu::size_of<U>(), tk_emu::align_of<U>(), tk_emu::type_name<U>(), false,
+                         "tk::ptr_cast");
+  return ptr<U>(reinterpret_cast<U*>(const_cast<std::remove_cv_t<T>*>(p.p_)), p.b_);
+}
+
+template <class T>
+inline ptr<T> dynamic_shared() {
+  const tk_emu::Buffer* b = tk_emu::dynamic_shared_buffer();
+  return ptr<T>(reinterpret_cast<T*>(b->base), b);
+}
+
+inline void grid_sync(std::source_location loc = std::source_location::current()) { tk_emu::grid_sync(loc); }
+
+// ---- conversions: the hardware's rounding (tk_emu_types.h) --------------------------------------
+inline float to_float(float x) { return x; }
+inline float to_float(bf16 x) { return tk_emu::bf16_to_f32(x.bits); }
+inline float to_float(f16 x) { return tk_emu::f16_to_f32(x.bits); }
+
+template <class T>
+inline T from_float(float x);
+template <>
+inline float from_float<float>(float x) {
+  return x;
+}
+template <>
+inline bf16 from_float<bf16>(float x) {
+  return bf16::from_bits(tk_emu::f32_to_bf16_rn(x));
+}
+template <>
+inline f16 from_float<f16>(float x) {
+  return f16::from_bits(tk_emu::f32_to_f16_rn(x));
+}
+
+template <class T>
+inline u32 pack2(float lo, float hi);
+template <>
+inline u32 pack2<bf16>(float lo, float hi) {
+  return u32(tk_emu::f32_to_bf16_rn(lo)) | (u32(tk_emu::f32_to_bf16_rn(hi)) << 16);
+}
+template <>
+inline u32 pack2<f16>(float lo, float hi) {
+  return u32(tk_emu::f32_to_f16_rn(lo)) | (u32(tk_emu::f32_to_f16_rn(hi)) << 16);
+}
+
+// T may be given (load_pair<bf16>(p)) or deduced from the pointer, as on the GPU
+template <class T = void, class Q>
+inline u32 load_pair(ptr<Q> p) {
+  using E = std::remove_const_t<Q>;
+  static_assert(std::is_void_v<T> || std::is_same_v<T, E>, "tk::load_pair<T>: the pointer's element type is not T");
+  static_assert(sizeof(E) == 2, "tk::load_pair: 16-bit elements only (bf16, f16)");
+  return *ptr_cast<const u32>(ptr<const E>(p));
+}
+
+inline u32 to_tf32(float x) { return tk_emu::f32_to_tf32_rna(x); }
+
+// ---- tensor cores and ldmatrix: warp collectives with the PTX lane layouts (tk_cuda.cuh) ---------
+inline void mma_m16n8k16_bf16(float (&acc)[4], const u32 (&a)[4], const u32 (&b)[2],
+                              std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_mma(tk_emu::MMA_BF16, acc, a, b, loc);
+}
+inline void mma_m16n8k16_f16(float (&acc)[4], const u32 (&a)[4], const u32 (&b)[2],
+                             std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_mma(tk_emu::MMA_F16, acc, a, b, loc);
+}
+inline void mma_m16n8k8_tf32(float (&acc)[4], const u32 (&a)[4], const u32 (&b)[2],
+                             std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_mma(tk_emu::MMA_TF32, acc, a, b, loc);
+}
+
+inline void ldmatrix_x4(u32 (&r)[4], ptr<const void> row, std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(4, false, r, row.b_, row.p_, loc);
+}
+inline void ldmatrix_x4_trans(u32 (&r)[4], ptr<const void> row,
+                              std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(4, true, r, row.b_, row.p_, loc);
+}
+inline void ldmatrix_x2(u32 (&r)[2], ptr<const void> row, std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(2, false, r, row.b_, row.p_, loc);
+}
+inline void ldmatrix_x2_trans(u32 (&r)[2], ptr<const void> row,
+                              std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(2, true, r, row.b_, row.p_, loc);
+}
+inline void ldmatrix_x1(u32 (&r)[1], ptr<const void> row, std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(1, false, r, row.b_, row.p_, loc);
+}
+inline void ldmatrix_x1_trans(u32 (&r)[1], ptr<const void> row,
+                              std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_ldmatrix(1, true, r, row.b_, row.p_, loc);
+}
+
+// ---- cp.async: deferred copies (docs/cuda.md §2) -------------------------------------------------
+inline void cp_async_16(ptr<void> dst, ptr<const void> src, bool valid = true,
+                        std::source_location loc = std::source_location::current()) {
+  tk_emu::cp_async(dst.b_, dst.p_, src.b_, src.p_, valid, loc);
+}
+inline void cp_async_commit() { tk_emu::cp_async_commit(); }
+template <int N>
+inline void cp_async_wait(std::source_location loc = std::source_location::current()) {
+  static_assert(N >= 0, "tk::cp_async_wait<N>: N >= 0");
+  tk_emu::cp_async_wait(N, loc);
+}
+
+}  // namespace tk
+
+namespace tk_emu {
+
+template <class Site>
+struct SharedReg {
+  static inline const int index = register_shared(&Site::site);
+};
+
+template <class T, class Site>
+inline tk::ptr<T> shared_static() {
+  const Buffer* b = shared_static_buffer(SharedReg<Site>::index);
+  return tk::ptr<T>(reinterpret_cast<T*>(b->base), b);
+}
+
+template <class T>
+inline uint64_t to_bits64(T v) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "warp shuffles move values of up to 8 bytes");
+  uint64_t r = 0;
+  std::memcpy(&r, &v, sizeof(T));
+  return r;
+}
+template <class T>
+inline T from_bits64(uint64_t r) {
+  T v;
+  std::memcpy(&v, &r, sizeof(T));
+  return v;
+}
+
+}  // namespace tk_emu
+
+// ---- CUDA built-ins ----------------------------------------------------------------------------
+#define threadIdx (static_cast<const ::uint3&>(::tk_emu::g_cur->thread_idx))
+#define blockIdx (static_cast<const ::uint3&>(::tk_emu::g_cur->block_idx))
+#define blockDim (static_cast<const ::dim3&>(::tk_emu::g_block_dim))
+#define gridDim (static_cast<const ::dim3&>(::tk_emu::g_grid_dim))
+inline constexpr int warpSize = 32;
+
+inline void __syncthreads(std::source_location loc = std::source_location::current()) { tk_emu::sync_block(loc); }
+inline void __syncwarp(unsigned mask = 0xffffffffu, std::source_location loc = std::source_location::current()) {
+  tk_emu::warp_sync(mask, loc);
+}
+
+template <class T>
+inline T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32,
+                     std::source_location loc = std::source_location::current()) {
+  return tk_emu::from_bits64<T>(tk_emu::warp_shuffle(tk_emu::SHFL_IDX, mask, tk_emu::to_bits64(var), src_lane, width, loc));
+}
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32,
+                        std::source_location loc = std::source_location::current()) {
+  return tk_emu::from_bits64<T>(
+      tk_emu::warp_shuffle(tk_emu::SHFL_UP, mask, tk_emu::to_bits64(var), static_cast<int>(delta), width, loc));
+}
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32,
+                          std::source_location loc = std::source_location::current()) {
+  return tk_emu::from_bits64<T>(
+      tk_emu::warp_shuffle(tk_emu::SHFL_DOWN, mask, tk_emu::to_bits64(var), static_cast<int>(delta), width, loc));
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32,
+                         std::source_location loc = std::source_location::current()) {
+  return tk_emu::from_bits64<T>(tk_emu::warp_shuffle(tk_emu::SHFL_XOR, mask, tk_emu::to_bits64(var), lane_mask, width, loc));
+}
+inline unsigned __ballot_sync(unsigned mask, int pred, std::source_location loc = std::source_location::current()) {
+  return tk_emu::warp_vote(tk_emu::VOTE_BALLOT, mask, pred != 0, loc);
+}
+inline int __any_sync(unsigned mask, int pred, std::source_location loc = std::source_location::current()) {
+  return static_cast<int>(tk_emu::warp_vote(tk_emu::VOTE_ANY, mask, pred != 0, loc));
+}
+inline int __all_sync(unsigned mask, int pred, std::source_location loc = std::source_location::current()) {
+  return static_cast<int>(tk_emu::warp_vote(tk_emu::VOTE_ALL, mask, pred != 0, loc));
+}
+
+// One OS thread runs every fiber and a fiber is never preempted: a read-modify-write is atomic.
+inline float atomicAdd(tk::ptr<float> p, float v) {
+  float& r = *p;
+  const float old = r;
+  r = old + v;
+  return old;
+}
+inline int atomicAdd(tk::ptr<int> p, int v) {
+  int& r = *p;
+  const int old = r;
+  r = static_cast<int>(static_cast<unsigned>(old) + static_cast<unsigned>(v));  // wraps like the GPU's
+  return old;
+}
+inline unsigned atomicAdd(tk::ptr<unsigned> p, unsigned v) {
+  unsigned& r = *p;
+  const unsigned old = r;
+  r = old + v;
+  return old;
+}
+
+// __restrict__ is a promise about aliasing; nothing to check. Defined last: the system headers
+// above spell their own restrict qualifiers.
+#define __restrict__

@@ -1,0 +1,244 @@
+"""The CUDA emulator's core: launches from Python, indices, barriers, shared memory, scalars,
+atomics, grid sync, the profile's limits, argument checks, the build cache, and the same source
+compiling with nvcc (docs/cuda.md §2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tunekit.cuda import CudaProgram, KernelEntry, LaunchDims, LaunchRefused
+from tunekit.cuda.emulator import EmulatorBuildError, EmulatorRunner, co_resident_blocks
+from tunekit.hardware import load_profile
+
+CUDA_DIR = Path(__file__).parent / "cuda"
+TEMPLATES = Path(__file__).parent.parent / "templates" / "cuda"
+
+
+def _program(stem: str, *entries: KernelEntry) -> CudaProgram:
+    return CudaProgram(f"test-{stem}", (CUDA_DIR / f"{stem}.cu").read_text(), entries)
+
+
+CORE = _program(
+    "emu_core",
+    KernelEntry("indices", (("out", "ptr"),)),
+    KernelEntry("reverse_static", (("x", "ptr"), ("y", "ptr"))),
+    KernelEntry("reverse_dynamic", (("x", "ptr"), ("y", "ptr"), ("sums", "ptr"))),
+    KernelEntry(
+        "scalars",
+        (
+            ("ints", "ptr"),
+            ("wide", "ptr"),
+            ("reals", "ptr"),
+            ("a", "i32"),
+            ("b", "u32"),
+            ("c", "i64"),
+            ("d", "f32"),
+        ),
+    ),
+    KernelEntry(
+        "atomics",
+        (
+            ("keys", "ptr"),
+            ("vals", "ptr"),
+            ("counts", "ptr"),
+            ("sum", "ptr"),
+            ("per_block", "ptr"),
+            ("n", "i32"),
+        ),
+    ),
+    KernelEntry("grid_rotate", (("buf", "ptr"), ("steps", "i32")), cooperative=True),
+    KernelEntry("math", (("x", "ptr"), ("y", "ptr"), ("n", "i32"))),
+)
+
+
+@pytest.fixture(scope="module")
+def runner() -> EmulatorRunner:
+    return EmulatorRunner(timeout_s=60)
+
+
+def dims(grid, block, shared=0) -> LaunchDims:
+    return LaunchDims(tuple(grid), tuple(block), shared)
+
+
+@pytest.mark.parametrize(
+    "grid,block", [((3, 2, 1), (5, 3, 2)), ((1, 1, 2), (40, 1, 1))], ids=["3d", "odd-block"]
+)
+def test_every_thread_sees_its_indices(runner, grid, block):
+    threads, blocks = int(np.prod(block)), int(np.prod(grid))
+    out = torch.full((blocks * threads * 12,), -1, dtype=torch.int32)
+    runner.launch(CORE, "indices", dims(grid, block), [out])
+    got = out.view(blocks, threads, 12).numpy()
+    t = np.arange(threads)
+    b = np.arange(blocks)
+    np.testing.assert_array_equal(got[:, :, 0], np.broadcast_to(t % block[0], (blocks, threads)))
+    np.testing.assert_array_equal(got[:, :, 1], np.broadcast_to(t // block[0] % block[1], (blocks, threads)))
+    np.testing.assert_array_equal(
+        got[:, :, 2], np.broadcast_to(t // (block[0] * block[1]), (blocks, threads))
+    )
+    np.testing.assert_array_equal(got[:, :, 3], np.broadcast_to((b % grid[0])[:, None], (blocks, threads)))
+    np.testing.assert_array_equal(
+        got[:, :, 5], np.broadcast_to((b // (grid[0] * grid[1]))[:, None], (blocks, threads))
+    )
+    assert (got[:, :, 6:9] == block).all() and (got[:, :, 9:12] == grid).all()
+
+
+def test_barrier_and_static_shared_memory_reverse_each_block(runner):
+    x = torch.randn(5 * 96, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros_like(x)
+    runner.launch(CORE, "reverse_static", dims((5, 1, 1), (96, 1, 1)), [x, y])
+    assert torch.equal(y, x.view(5, 96).flip(1).reshape(-1))
+    assert runner.last.fibers == 96  # a non-cooperative launch runs its blocks one at a time
+
+
+def test_dynamic_and_static_shared_memory_together(runner):
+    x = torch.randn(3 * 64, generator=torch.Generator().manual_seed(2))
+    y, sums = torch.zeros_like(x), torch.zeros_like(x)
+    runner.launch(CORE, "reverse_dynamic", dims((3, 1, 1), (64, 1, 1), shared=64 * 4), [x, y, sums])
+    assert torch.equal(y, x.view(3, 64).flip(1).reshape(-1))
+    expected = torch.tensor(
+        [float(np.float32(0) + sum(np.float32(v) for v in row)) for row in x.view(3, 64).tolist()]
+    )
+    torch.testing.assert_close(sums.view(3, 64), expected[:, None].expand(3, 64), rtol=0, atol=0)
+
+
+def test_scalars_of_every_kind_arrive_exactly(runner):
+    ints = torch.zeros(2, dtype=torch.int32)
+    wide = torch.zeros(1, dtype=torch.int64)
+    reals = torch.zeros(1)
+    runner.launch(
+        CORE,
+        "scalars",
+        dims((1, 1, 1), (32, 1, 1)),
+        [ints, wide, reals, -(2**31), 2**32 - 1, -(2**62) - 3, -1.5e-30],
+    )
+    assert ints.tolist() == [-(2**31), -1]  # u32 0xffffffff read back as int32
+    assert wide.item() == -(2**62) - 3
+    assert reals.item() == np.float32(-1.5e-30)
+
+
+def test_atomic_adds_in_global_and_shared_memory(runner):
+    g = torch.Generator().manual_seed(3)
+    n = 300
+    keys = torch.randint(0, 7, (n,), dtype=torch.int32, generator=g)
+    vals = torch.randint(-8, 9, (n,), generator=g).float() / 4  # exact in any order
+    counts, total = torch.zeros(7, dtype=torch.int32), torch.zeros(1)
+    per_block = torch.zeros(3, dtype=torch.uint32)
+    runner.launch(CORE, "atomics", dims((3, 1, 1), (128, 1, 1)), [keys, vals, counts, total, per_block, n])
+    assert counts.tolist() == torch.bincount(keys.long(), minlength=7).tolist()
+    assert total.item() == vals.sum().item()
+    assert per_block.tolist() == [128, 128, 44]
+
+
+def test_grid_sync_across_blocks_of_a_cooperative_launch(runner):
+    # a small profile, so that the grid of 6 blocks of 64 threads is exactly what fits
+    small = dataclasses.replace(load_profile("a100"), sm_count=3, max_blocks_per_sm=2)
+    coop = EmulatorRunner(small, timeout_s=60)
+    buf = torch.arange(6 * 64, dtype=torch.float32)
+    coop.launch(CORE, "grid_rotate", dims((6, 1, 1), (64, 1, 1)), [buf, 5])
+    expected = torch.roll(torch.arange(6 * 64, dtype=torch.float32), -5 * 64) + 5
+    assert torch.equal(buf, expected)
+    assert coop.last.fibers == 6 * 64  # every block resident
+    with pytest.raises(LaunchRefused, match=r"cooperative grid of 7 blocks > 6 that fit co-resident"):
+        coop.launch(CORE, "grid_rotate", dims((7, 1, 1), (64, 1, 1)), [torch.zeros(7 * 64), 1])
+
+
+def test_math_functions_and_the_printed_cell_helpers(runner):
+    x = torch.linspace(-30, 30, 97)
+    y = torch.zeros(97 * 8)
+    runner.launch(CORE, "math", dims((2, 1, 1), (64, 1, 1)), [x, y, 97])
+    got = y.view(97, 8).double()
+    xd = x.double()
+    ref = [torch.sigmoid(xd), torch.nn.functional.logsigmoid(xd), torch.tanh(xd), torch.log(xd.abs() + 1)]
+    ref += [xd.abs().sqrt(), xd.clamp(min=0.5), xd.clamp(max=-0.5), torch.exp(xd.clamp(max=10))]
+    ref = torch.stack(ref, dim=1)
+    torch.testing.assert_close(got, ref, rtol=2e-6, atol=1e-30)
+
+
+# ---- limits ----------------------------------------------------------------------------------
+
+
+def test_launch_over_the_threads_per_block_limit_is_refused(runner):
+    with pytest.raises(LaunchRefused, match=r"2048 threads per block > 1024"):
+        runner.launch(
+            CORE, "indices", dims((1, 1, 1), (64, 32, 1)), [torch.zeros(2048 * 12, dtype=torch.int32)]
+        )
+    with pytest.raises(LaunchRefused, match=r"block dimension z = 65 > 64"):
+        runner.launch(CORE, "indices", dims((1, 1, 1), (1, 1, 65)), [torch.zeros(65 * 12, dtype=torch.int32)])
+
+
+def test_launch_over_the_shared_memory_limit_is_refused(runner):
+    x = torch.zeros(64)
+    # reverse_dynamic declares 16 B of static shared memory (the `total` array)
+    limit = runner.profile.shared_memory_per_block_optin
+    with pytest.raises(
+        LaunchRefused, match=rf"16 B static \+ {limit - 15} B dynamic = {limit + 1} B .* > {limit} B"
+    ):
+        runner.launch(
+            CORE, "reverse_dynamic", dims((1, 1, 1), (64, 1, 1), shared=limit - 15), [x, x.clone(), x.clone()]
+        )
+
+
+def test_cooperative_limit_counts_shared_memory_warps_and_blocks():
+    p = dataclasses.replace(load_profile("a100"), sm_count=2)
+    assert co_resident_blocks(p, 1024, 0) == 2 * 2  # 2048 threads per SM
+    assert co_resident_blocks(p, 32, 0) == 2 * 32  # 32 resident blocks per SM
+    # 60 KiB + 1 KiB reserved a block: two fit the SM's 164 KiB
+    assert co_resident_blocks(p, 128, 60 * 1024) == 2 * 2
+
+
+# ---- arguments -------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_named(runner):
+    y = torch.zeros(64)
+    with pytest.raises(TypeError, match=r"got 1 arguments, expected 2 \(x, y\)"):
+        runner.launch(CORE, "reverse_static", dims((1, 1, 1), (64, 1, 1)), [y])
+    with pytest.raises(ValueError, match=r"parameter 'x' \(ptr\): a non-contiguous tensor"):
+        runner.launch(CORE, "reverse_static", dims((1, 1, 1), (64, 1, 1)), [torch.zeros(64, 2)[:, 0], y])
+    with pytest.raises(
+        TypeError, match=r"parameter 'x' \(ptr\): a float64 tensor, but the kernel takes tk::ptr<float>"
+    ):
+        runner.launch(CORE, "reverse_static", dims((1, 1, 1), (64, 1, 1)), [y.double(), y])
+    args = [torch.zeros(2, dtype=torch.int32), torch.zeros(1, dtype=torch.int64), torch.zeros(1)]
+    with pytest.raises(ValueError, match=r"parameter 'a' \(i32\): 2147483648 is outside"):
+        runner.launch(CORE, "scalars", dims((1, 1, 1), (32, 1, 1)), [*args, 2**31, 0, 0, 0.0])
+    with pytest.raises(ValueError, match=r"parameter 'b' \(u32\): -1 is outside"):
+        runner.launch(CORE, "scalars", dims((1, 1, 1), (32, 1, 1)), [*args, 0, -1, 0, 0.0])
+    with pytest.raises(TypeError, match=r"parameter 'd' \(f32\): got str"):
+        runner.launch(CORE, "scalars", dims((1, 1, 1), (32, 1, 1)), [*args, 0, 0, 0, "1"])
+    with pytest.raises(ValueError, match=r"parameter 'd' \(f32\): 1e\+39 is outside float32's range"):
+        runner.launch(CORE, "scalars", dims((1, 1, 1), (32, 1, 1)), [*args, 0, 0, 0, 1e39])
+
+
+def test_aliased_tensors_share_one_copy(runner):
+    # x and y are the same memory: each block reverses its slice in place (read, barrier, write)
+    x = torch.arange(128, dtype=torch.float32)
+    runner.launch(CORE, "reverse_static", dims((2, 1, 1), (64, 1, 1)), [x, x])
+    assert torch.equal(x, torch.arange(128, dtype=torch.float32).view(2, 64).flip(1).reshape(-1))
+
+
+def test_kernel_parameters_must_match_the_entry_kinds():
+    wrong = CudaProgram(
+        "test-emu-core-wrong-kinds",
+        CORE.source,
+        (KernelEntry("reverse_static", (("x", "ptr"), ("y", "i32"))),),
+    )
+    with pytest.raises(EmulatorBuildError, match=r"reverse_static parameter 1 'y': the KernelEntry says i32"):
+        EmulatorRunner().load(wrong)
+
+
+# ---- the same source on the GPU compiler -----------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_the_same_source_compiles_with_nvcc(nvcc, tmp_path, arch):
+    cmd = [nvcc, f"-arch={arch}", "-std=c++17", "-cubin", "-I", str(TEMPLATES), str(CUDA_DIR / "emu_core.cu"),
+           "-o", str(tmp_path / "k.cubin")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
