@@ -236,9 +236,10 @@ def test_kernel_parameters_must_match_the_entry_kinds():
 # ---- the same source on the GPU compiler -----------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_the_same_source_compiles_with_nvcc(nvcc, tmp_path, arch):
-    cmd = [nvcc, f"-arch={arch}", "-std=c++17", "-cubin", "-I", str(TEMPLATES), str(CUDA_DIR / "emu_core.cu"),
-           "-o", str(tmp_path / "k.cubin")]  # fmt: skip
+@pytest.mark.parametrize("stem", sorted(p.stem for p in CUDA_DIR.glob("*.cu")))
+def test_the_same_source_compiles_with_nvcc_for_sm80_and_sm90(nvcc, tmp_path, stem):
+    archs = [a for arch in (80, 90) for a in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
+    cmd = [nvcc, *archs, "-std=c++17", "-fatbin", "-I", str(TEMPLATES), str(CUDA_DIR / f"{stem}.cu"),
+           "-o", str(tmp_path / f"{stem}.fatbin")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

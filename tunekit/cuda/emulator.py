@@ -27,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tunekit.constraints.occupancy import shared_alloc_per_block

@@ -710,7 +710,7 @@ void complete_ldmatrix(Fiber* lanes, int) {
       Fiber* f = &lanes[8 * i + r];
       const Buffer* b = f->row_buf;
       const uintptr_t a = reinterpret_cast<uintptr_t>(f->row);
-      g_cur = f;
+      if (b == nullptr || b->space != SHARED || (a & 15) != 0) g_cur = f;  // a fault names the lane
       if (b == nullptr) fail(TK_EMU_FAULT, "tk::ldmatrix_x%d (%s): null row pointer", count, SiteText(f->site).s);
       if (b->space != SHARED)
         fail(TK_EMU_FAULT, "tk::ldmatrix_x%d (%s): the row address is in global buffer '%s'; ldmatrix reads shared memory",
@@ -719,6 +719,7 @@ void complete_ldmatrix(Fiber* lanes, int) {
       if ((a & 15) != 0)
         fail(TK_EMU_FAULT, "misaligned tk::ldmatrix_x%d (%s): row %d of matrix %d at byte offset %lld of '%s' is not "
              "16-byte aligned", count, SiteText(f->site).s, r, i, static_cast<long long>(off), b->name);
+      if (off > b->bytes || b->bytes - off < 16) g_cur = f;
       if (off > b->bytes || b->bytes - off < 16)
         fail(TK_EMU_FAULT, "out-of-bounds tk::ldmatrix_x%d (%s): row %d of matrix %d at byte offset %lld of shared "
              "buffer '%s' (%zu B) needs 16 bytes", count, SiteText(f->site).s, r, i, static_cast<long long>(off),
