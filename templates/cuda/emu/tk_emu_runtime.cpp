@@ -310,10 +310,10 @@ void switch_away(Fiber* f) {
   }
 }
 
-void complete_copies(Fiber* f, unsigned below_group, bool all);
-
 [[noreturn]] void thread_exit(Fiber* f) {
-  complete_copies(f, 0, true);
+  // cp.async copies still pending are dropped: only this thread's wait could have made them
+  // visible (to others after a barrier), so no correct kernel reads them; a missing wait stays NaN
+  f->copies.clear();
   Block* b = f->block;
   WarpState& w = b->warps[f->warp];
   if (b->bar_arrived != 0)
@@ -776,15 +776,15 @@ void warp_ldmatrix(int count, bool trans, uint32_t* r, const Buffer* b, const vo
   warp_arrive(LDMATRIX, 0xffffffffu, loc, &complete_ldmatrix);
 }
 
-// ---- cp.async: copies are performed when a wait (or the thread's end) completes their group; the
-// destination holds poison (0xff) from the issue until then, so reading it early shows NaN.
+// ---- cp.async: copies are performed when a wait completes their group; the destination holds
+// poison (0xff) from the issue until then, so reading it early shows NaN.
 
 namespace {
-void complete_copies(Fiber* f, unsigned below_group, bool all) {
+void complete_copies(Fiber* f, unsigned below_group) {
   size_t keep = 0;
   for (size_t i = 0; i < f->copies.size(); ++i) {
     Copy& c = f->copies[i];
-    if (all || (c.group != OPEN_GROUP && c.group < below_group)) {
+    if (c.group != OPEN_GROUP && c.group < below_group) {
       if (c.valid) memcpy(c.dst, c.src, 16);
       else memset(c.dst, 0, 16);
     } else {
@@ -837,7 +837,7 @@ void cp_async_commit() {
 void cp_async_wait(int n, Loc) {
   Fiber* f = cur();
   const unsigned groups = f->groups;
-  complete_copies(f, groups > static_cast<unsigned>(n) ? groups - static_cast<unsigned>(n) : 0, false);
+  complete_copies(f, groups > static_cast<unsigned>(n) ? groups - static_cast<unsigned>(n) : 0);
 }
 
 // ---- shared memory -----------------------------------------------------------------------------
