@@ -42,7 +42,6 @@ BROKEN = CudaProgram(
         KernelEntry("raw_pointer_write", (("y", "ptr"), ("address", "i64"))),
         KernelEntry("spin_forever", Y),
         KernelEntry("stack_overflow", (("y", "ptr"), ("depth", "i32"))),
-        KernelEntry("too_much_static_shared", Y),
         KernelEntry("shared_in_a_helper", (("x", "ptr"), ("y", "ptr"))),
     ),
 )
@@ -189,8 +188,13 @@ def test_a_stack_overflow_hits_the_guard_page(runner):
 
 
 def test_too_much_static_shared_memory_is_refused_before_running(runner):
+    program = CudaProgram(
+        "test-emu-static-limit",
+        (CUDA_DIR / "emu_static_limit.cu").read_text(),
+        (KernelEntry("too_much_static_shared", Y),),
+    )
     with pytest.raises(LaunchRefused, match=r"52000 B of static shared memory \(TK_SHARED\) > 49152 B"):
-        run(runner, "too_much_static_shared", 1, 32, torch.zeros(32))
+        runner.launch(program, "too_much_static_shared", LaunchDims((1, 1, 1), (32, 1, 1)), [torch.zeros(32)])
 
 
 def test_shared_memory_in_a_device_function_is_checked_when_found(runner):

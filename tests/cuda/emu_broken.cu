@@ -148,14 +148,6 @@ TK_DEVICE float deep(int depth, float x) {
 }
 TK_KERNEL void stack_overflow(tk::ptr<float> y, int depth) { y[threadIdx.x] = deep(depth, 1.0f); }
 
-// 52000 bytes of static shared memory: more than the 48 KB a block may declare statically
-TK_KERNEL void too_much_static_shared(tk::ptr<float> y) {
-  TK_SHARED(float, big, 13000);
-  big[threadIdx.x] = 1.0f;
-  __syncthreads();
-  y[threadIdx.x] = big[threadIdx.x];
-}
-
 // Shared memory declared in a device function: its size is known only once a block reaches it
 TK_DEVICE float helper_with_shared(float v) {
   TK_SHARED(float, scratch, 4096);
