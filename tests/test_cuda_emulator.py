@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tunekit.cuda import CudaProgram, KernelEntry, LaunchDims, LaunchRefused
+from tunekit.cuda.emu_build import _private_dir, build_program, cache_dir
 from tunekit.cuda.emulator import EmulatorBuildError, EmulatorRunner, co_resident_blocks
 from tunekit.hardware import load_profile
 
@@ -256,3 +257,72 @@ def test_ptxas_refuses_the_static_shared_memory_the_emulator_refuses(nvcc, tmp_p
     proc = _nvcc(nvcc, CUDA_DIR / "emu_static_limit.cu", tmp_path / "k.fatbin", (80,))
     assert proc.returncode != 0
     assert "'too_much_static_shared' uses too much shared data (0xcb20 bytes, 0xc000 max)" in proc.stderr
+
+
+# ---- a persistent step loop: mma, grid sync and a cooperative grid together -------------------
+
+STEPS = CudaProgram(
+    "test-emu-steploop",
+    (CUDA_DIR / "emu_steploop.cu").read_text(),
+    (
+        KernelEntry(
+            "lstm_steps",
+            (("r", "ptr"), ("bias", "ptr"), ("y", "ptr"), ("c", "ptr"), ("gates", "ptr"), ("out", "ptr"),
+             ("steps", "i32")),
+            cooperative=True,
+        ),
+    ),
+)  # fmt: skip
+
+
+def test_persistent_lstm_step_loop_matches_numpy(runner):
+    D, B, T = 32, 16, 8
+    g = torch.Generator().manual_seed(11)
+    r = (torch.randn(4 * D, D, generator=g) / D**0.5).to(torch.bfloat16)
+    bias = torch.randn(4 * D, generator=g) * 0.1
+    y0 = torch.randn(B, D, generator=g).to(torch.bfloat16)
+    c0 = torch.randn(B, D, generator=g)
+    y, c, gates, out = y0.clone(), c0.clone(), torch.zeros(4 * D, B), torch.zeros(T, B, D)
+    runner.launch(STEPS, "lstm_steps", dims((4, 1, 1), (128, 1, 1)), [r, bias, y, c, gates, out, T])
+    # reference: float64 math, y rounded to bf16 where the kernel stores it
+    rd, yd, cd = r.double().numpy(), y0.double().numpy(), c0.double().numpy()
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(T):
+        pre = (rd @ yd.T + bias.double().numpy()[:, None]).reshape(D, 4, B)  # [unit, gate, batch]
+        i, f, z, o = sig(pre[:, 0]).T, sig(pre[:, 1]).T, np.tanh(pre[:, 2]).T, sig(pre[:, 3]).T
+        cd = f * cd + i * z
+        y_new = o * np.tanh(cd)
+        np.testing.assert_allclose(out[t].numpy(), y_new, rtol=1e-4, atol=1e-5)
+        yd = torch.from_numpy(y_new).to(torch.bfloat16).double().numpy()
+    np.testing.assert_allclose(c.numpy(), cd, rtol=1e-4, atol=1e-5)
+    assert runner.last.fibers == 4 * 128  # every block resident
+
+
+# ---- the build cache -------------------------------------------------------------------------
+
+
+def test_a_damaged_cached_program_is_rebuilt_not_loaded(tmp_path):
+    program = CudaProgram("test-emu-cache-damage", CORE.source + "\n// cache test\n", CORE.entries)
+    first = build_program(program)
+    library = first.library
+    assert library.stat().st_mode & 0o777 == 0o700 and cache_dir().stat().st_mode & 0o777 == 0o700
+    assert build_program(program).cached
+    library.write_bytes(library.read_bytes()[:1000])  # truncated behind our back
+    again = build_program(program)
+    assert not again.cached and again.library == library
+    assert build_program(program).cached
+    x, y = torch.arange(64, dtype=torch.float32), torch.zeros(64)
+    EmulatorRunner().launch(program, "reverse_static", dims((1, 1, 1), (64, 1, 1)), [x, y])
+    assert torch.equal(y, x.flip(0))
+
+
+def test_cache_directories_are_private(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    assert _private_dir(loose).stat().st_mode & 0o777 == 0o700  # ours, no one else writes: tightened
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match=r"mode 777: other users can write into it"):
+        _private_dir(shared)

@@ -12,7 +12,8 @@ Three kinds of file, each compiled once per content and kept in :func:`cache_dir
 
 A hash covers the sources, every emulator header, the flags and the compiler's version. Files are
 written under a temporary name and renamed into place, so a second process building the same hash
-at the same time never sees half a file.
+at the same time never sees half a file, and each keeps its SHA-256 in a ``.sha256`` sidecar (the
+binary-entry format of tunekit.cache): a damaged or altered file is rebuilt, never loaded.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from tunekit.cuda import CudaProgram
+from tunekit.files import write_atomic
 
 __all__ = ["Build", "EmulatorBuildError", "build_program", "build_server", "cache_dir", "compiler"]
 
@@ -105,17 +107,17 @@ def _cpu_flags() -> tuple[str, ...]:
 
 
 def _private_dir(path: Path) -> Path:
-    """``path`` as a directory only this user can use (0700, owned by us, not a symlink)."""
+    """``path`` as a directory only this user can write (created 0700; the checks of tunekit.cache)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
+    st = path.stat()
     if not stat.S_ISDIR(st.st_mode):
-        raise PermissionError(f"{path} is not a directory (a symlink?)")
+        raise PermissionError(f"{path} exists and is not a directory")
     if st.st_uid != os.getuid():
-        raise PermissionError(f"{path} is owned by uid {st.st_uid}, not by this user ({os.getuid()})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-        if path.lstat().st_mode & 0o077:
-            raise PermissionError(f"{path} is accessible to other users and cannot be made private")
+        raise PermissionError(f"{path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"{path} has mode {stat.S_IMODE(st.st_mode):o}: other users can write into it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # ours and writable by no one else: tightening loses nothing
     return path
 
 
@@ -123,8 +125,17 @@ def _private_dir(path: Path) -> Path:
 def cache_dir() -> Path:
     """Per-user private directory of the emulator's binaries (loaded as code, so never shared).
 
-    ``$XDG_CACHE_HOME/tunekit/cuda-emu`` (default ``~/.cache``), else ``<tmp>/tunekit-<uid>/cuda-emu``.
+    ``tunekit.cache.cache_dir("cuda-emu")`` where that module exists (the one home of tunekit's
+    caches); until then the same rules here: ``$XDG_CACHE_HOME/tunekit/cuda-emu`` (default
+    ``~/.cache``), else ``<tmp>/tunekit-<uid>/cuda-emu``, each 0700, owned by this user.
     """
+    try:
+        from tunekit.cache import cache_dir as shared_cache_dir
+    except ModuleNotFoundError as exc:
+        if exc.name != "tunekit.cache":
+            raise
+    else:
+        return shared_cache_dir("cuda-emu")
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunekit"
     errors = []
     for root in (base, Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}"):
@@ -134,6 +145,37 @@ def cache_dir() -> Path:
         except OSError as exc:
             errors.append(f"{root}: {exc}")
     raise EmulatorBuildError("no private cache directory for the CUDA emulator: " + "; ".join(errors))
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """A regular file's bytes (symlinks not followed), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _verified(path: Path) -> bool:
+    """The cached binary and its ``.sha256`` sidecar agree (tunekit.cache's binary-entry format)."""
+    data, recorded = _read_regular(path), _read_regular(_sidecar(path))
+    return (
+        data is not None
+        and recorded is not None
+        and recorded.strip() == hashlib.sha256(data).hexdigest().encode()
+    )
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -154,8 +196,9 @@ def _run(cmd: list[str], what: str, cwd: Path) -> None:
 
 
 def _build_once(target: Path, compile_to: Callable[[Path], None]) -> float:
-    """Run ``compile_to(tmp_path)`` unless ``target`` exists; rename into place. Seconds taken."""
-    if target.exists():
+    """Run ``compile_to(tmp_path)`` unless ``target`` is there and verified; rename it into place
+    and write its sidecar hash. Seconds taken (0 when cached)."""
+    if _verified(target):
         return 0.0
     t0 = time.perf_counter()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -163,9 +206,11 @@ def _build_once(target: Path, compile_to: Callable[[Path], None]) -> float:
     try:
         compile_to(Path(tmp))
         os.chmod(tmp, 0o700)
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    write_atomic(_sidecar(target), f"{digest}\n")
     return time.perf_counter() - t0
 
 
@@ -243,7 +288,7 @@ def build_program(program: CudaProgram, *, extra_flags: tuple[str, ...] = ()) ->
     key = _digest(version, " ".join(flags), program.source, shim, runtime.name,
                   *(name.encode() + data for name, data in sources.items()))  # fmt: skip
     target = cache_dir() / f"{_safe(program.name)}-{key}.so"
-    if target.exists():
+    if _verified(target):
         return Build(target, 0.0, True)
 
     def compile_to(out: Path) -> None:
