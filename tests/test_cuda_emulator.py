@@ -326,3 +326,15 @@ def test_cache_directories_are_private(tmp_path):
     shared.chmod(0o777)
     with pytest.raises(PermissionError, match=r"mode 777: other users can write into it"):
         _private_dir(shared)
+
+
+def test_the_portable_ucontext_switch_runs_the_same_kernels():
+    portable = EmulatorRunner(timeout_s=60, switch="ucontext")
+    assert not portable.load(CORE)[0].asm_switch and EmulatorRunner().load(CORE)[0].asm_switch
+    x = torch.randn(2 * 96, generator=torch.Generator().manual_seed(12))
+    y = torch.zeros_like(x)
+    portable.launch(CORE, "reverse_static", dims((2, 1, 1), (96, 1, 1)), [x, y])
+    assert torch.equal(y, x.view(2, 96).flip(1).reshape(-1))
+    buf = torch.arange(4 * 64, dtype=torch.float32)
+    portable.launch(CORE, "grid_rotate", dims((4, 1, 1), (64, 1, 1)), [buf, 3])
+    assert torch.equal(buf, torch.roll(torch.arange(4 * 64, dtype=torch.float32), -3 * 64) + 3)

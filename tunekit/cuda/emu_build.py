@@ -47,6 +47,9 @@ SERVER_FLAGS = ("-std=c++20", "-O2")
 # switch returns into a fresh stack, which a shadow stack would refuse).
 COMMON_FLAGS = ("-fno-exceptions", "-fno-rtti", "-ffp-contract=off", "-fcf-protection=none")
 MIN_GCC = 12
+# The fibers' context switch: hand-written x86-64 (40-70 ns), or ucontext's swapcontext (about 4x
+# slower: it saves the signal mask with a system call), the fallback for other CPUs
+SWITCHES = {"asm": (), "ucontext": ("-DTK_EMU_UCONTEXT",)}
 _KIND_CHAR = {"ptr": ("p", "a tk::ptr<T>"), "i32": ("i", "an int"), "u32": ("u", "an unsigned"),
               "i64": ("l", "a long long (int64)"), "f32": ("f", "a float")}  # fmt: skip
 
@@ -219,10 +222,10 @@ def _flags(*groups: tuple[str, ...]) -> list[str]:
 
 
 @functools.cache
-def _runtime_object() -> Path:
+def _runtime_object(switch: str) -> Path:
     gxx, version = compiler()
     sources = _emu_sources()
-    flags = _flags(RUNTIME_FLAGS, COMMON_FLAGS, _cpu_flags())
+    flags = _flags(RUNTIME_FLAGS, COMMON_FLAGS, _cpu_flags(), SWITCHES[switch])
     key = _digest(version, " ".join(flags), *(name.encode() + data for name, data in sources.items()))
     target = cache_dir() / f"rt-{key}.o"
     src = _templates() / "emu" / "tk_emu_runtime.cpp"
@@ -277,14 +280,17 @@ def shim_source(program: CudaProgram, source_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_program(program: CudaProgram, *, extra_flags: tuple[str, ...] = ()) -> Build:
-    """The program's shared library, built (or found) in the cache."""
+def build_program(program: CudaProgram, *, switch: str = "asm") -> Build:
+    """The program's shared library, built (or found) in the cache. ``switch``: the fibers' context
+    switch, ``"asm"`` (x86-64; elsewhere it falls back to ucontext by itself) or ``"ucontext"``."""
+    if switch not in SWITCHES:
+        raise ValueError(f"switch: got {switch!r}, expected one of {sorted(SWITCHES)}")
     gxx, version = compiler()
-    runtime = _runtime_object()
+    runtime = _runtime_object(switch)
     sources = _emu_sources()
     source_name = f"{_safe(program.name)}.cu"
     shim = shim_source(program, source_name)
-    flags = _flags(PROGRAM_FLAGS, COMMON_FLAGS, extra_flags)
+    flags = _flags(PROGRAM_FLAGS, COMMON_FLAGS)
     key = _digest(version, " ".join(flags), program.source, shim, runtime.name,
                   *(name.encode() + data for name, data in sources.items()))  # fmt: skip
     target = cache_dir() / f"{_safe(program.name)}-{key}.so"

@@ -31,7 +31,7 @@ from typing import Any
 
 from tunekit.constraints.occupancy import shared_alloc_per_block
 from tunekit.cuda import CudaProgram, KernelEntry, KernelFault, LaunchDims, LaunchRefused
-from tunekit.cuda.emu_build import Build, EmulatorBuildError, build_program, build_server
+from tunekit.cuda.emu_build import SWITCHES, Build, EmulatorBuildError, build_program, build_server
 from tunekit.cuda.emu_server import KINDS, MAGIC, MAX_PARAMS, Mapping, Request, Status, check_layout, server
 
 __all__ = ["EmulatorBuildError", "EmulatorRunner", "LaunchStats", "co_resident_blocks"]
@@ -112,6 +112,7 @@ class _Program:
             cap = -n + 1
         info = json.loads(out.value.decode())
         self.entries = {e["name"]: e for e in info["entries"]}
+        self.asm_switch = bool(info["asm_switch"])  # False: the ucontext fallback
         self.static_seen: dict[str, int] = {}  # static shared bytes found at run time (helpers' TK_SHARED)
 
 
@@ -122,9 +123,12 @@ class EmulatorRunner:
         profile: the GPUProfile (or its name) whose limits launches are checked against; default a100.
         timeout_s: a launch running longer is ended and reported as KernelFault (0: no limit).
         stack_kib: each CUDA thread's fiber stack (a guard page below it reports an overflow).
+        switch: the fibers' context switch: "asm" (x86-64, the default) or "ucontext" (portable).
     """
 
-    def __init__(self, profile: Any = None, *, timeout_s: float = 120.0, stack_kib: int = 256) -> None:
+    def __init__(
+        self, profile: Any = None, *, timeout_s: float = 120.0, stack_kib: int = 256, switch: str = "asm"
+    ) -> None:
         from tunekit.hardware import load_profile
 
         self.profile = load_profile(profile if profile is not None else "a100")
@@ -134,6 +138,9 @@ class EmulatorRunner:
             raise ValueError(f"stack_kib: got {stack_kib}, expected >= 16")
         self.timeout_s = float(timeout_s)
         self.stack_kib = int(stack_kib)
+        if switch not in SWITCHES:
+            raise ValueError(f"switch: got {switch!r}, expected one of {sorted(SWITCHES)}")
+        self.switch = switch
         self.stats: deque[LaunchStats] = deque(maxlen=100_000)
         self._programs: dict[tuple[str, str], _Program] = {}
 
@@ -147,7 +154,7 @@ class EmulatorRunner:
         key = (program.name, program.digest + repr(program.entries))
         if key in self._programs:
             return self._programs[key], 0.0
-        build = build_program(program)
+        build = build_program(program, switch=self.switch)
         loaded = _Program(build)
         missing = [e.name for e in program.entries if e.name not in loaded.entries]
         if missing:
@@ -360,4 +367,3 @@ def _check_args(spec: KernelEntry, desc: dict, args: Sequence[Any]) -> list:
                 raise ValueError(f"{where}: {v} is outside [{lo}, {hi}]")
             values.append(v & (2**64 - 1))
     return values
-
