@@ -106,7 +106,7 @@ def test_dynamic_and_static_shared_memory_together(runner):
     expected = torch.tensor(
         [float(np.float32(0) + sum(np.float32(v) for v in row)) for row in x.view(3, 64).tolist()]
     )
-    torch.testing.assert_close(sums.view(3, 64), expected[:, None].expand(3, 64), rtol=0, atol=0)
+    assert torch.equal(sums.view(3, 64), expected[:, None].expand(3, 64))  # the same fp32 sums in order
 
 
 def test_scalars_of_every_kind_arrive_exactly(runner):
@@ -158,7 +158,8 @@ def test_math_functions(runner):
     xd = x.double()
     ref = [torch.exp(xd), torch.log1p(torch.exp(-xd.abs())), torch.tanh(xd), torch.log(xd.abs() + 1)]
     ref += [xd.abs().sqrt(), xd.clamp(min=0.5), xd.clamp(max=-0.5), torch.exp(xd.clamp(max=10))]
-    torch.testing.assert_close(got, torch.stack(ref, dim=1), rtol=2e-6, atol=1e-30)
+    ref = torch.stack(ref, dim=1)
+    assert ((got - ref).abs() <= 2e-6 * ref.abs()).all()  # glibc's float functions: within an ulp or two
 
 
 # ---- limits ----------------------------------------------------------------------------------
@@ -243,13 +244,13 @@ def _nvcc(nvcc: str, source: Path, out: Path, archs: tuple[int, ...]) -> subproc
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
-def test_the_same_sources_compile_with_nvcc_for_sm80_and_sm90(nvcc, tmp_path):
-    # every test kernel in one translation unit: one nvcc run (~3.5 s of CPU per arch here)
+def test_the_same_sources_compile_with_nvcc(nvcc, tmp_path):
+    # every test kernel in one translation unit: one nvcc run (~3.5 s of CPU here)
     stems = sorted(p.stem for p in CUDA_DIR.glob("*.cu") if p.stem != "emu_static_limit")
     unit = tmp_path / "all.cu"
     unit.write_text("".join(f'#include "{CUDA_DIR / stem}.cu"\n' for stem in stems))
     assert len(stems) >= 3
-    proc = _nvcc(nvcc, unit, tmp_path / "all.fatbin", (80, 90))
+    proc = _nvcc(nvcc, unit, tmp_path / "all.fatbin", (80,))
     assert proc.returncode == 0, proc.stderr
 
 
@@ -301,19 +302,19 @@ def test_persistent_lstm_step_loop_matches_numpy(runner):
 # ---- the build cache -------------------------------------------------------------------------
 
 
-def test_a_damaged_cached_program_is_rebuilt_not_loaded(tmp_path):
-    program = CudaProgram("test-emu-cache-damage", CORE.source + "\n// cache test\n", CORE.entries)
-    first = build_program(program)
-    library = first.library
+def test_a_damaged_cached_program_is_rebuilt_not_loaded():
+    source = '#include "tk_cuda.cuh"\nTK_KERNEL void twice(tk::ptr<float> y) { y[threadIdx.x] *= 2.0f; }\n'
+    program = CudaProgram("test-emu-cache-damage", source, (KernelEntry("twice", (("y", "ptr"),)),))
+    library = build_program(program).library
     assert library.stat().st_mode & 0o777 == 0o700 and cache_dir().stat().st_mode & 0o777 == 0o700
     assert build_program(program).cached
     library.write_bytes(library.read_bytes()[:1000])  # truncated behind our back
     again = build_program(program)
     assert not again.cached and again.library == library
     assert build_program(program).cached
-    x, y = torch.arange(64, dtype=torch.float32), torch.zeros(64)
-    EmulatorRunner().launch(program, "reverse_static", dims((1, 1, 1), (64, 1, 1)), [x, y])
-    assert torch.equal(y, x.flip(0))
+    y = torch.arange(32, dtype=torch.float32)
+    EmulatorRunner().launch(program, "twice", dims((1, 1, 1), (32, 1, 1)), [y])
+    assert torch.equal(y, 2 * torch.arange(32, dtype=torch.float32))
 
 
 def test_cache_directories_are_private(tmp_path):
