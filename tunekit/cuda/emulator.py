@@ -54,9 +54,7 @@ _DTYPES = {
     "uint64": ("uint64",),
     "int16": ("int16",),
     "uint16": ("uint16",),
-    "int8": ("int8", "bool"),
-    "uint8": ("uint8", "bool"),
-}
+}  # void, char, unsigned char and structs: raw bytes of any tensor
 _INT_RANGE = {"i32": (-(2**31), 2**31 - 1), "u32": (0, 2**32 - 1), "i64": (-(2**63), 2**63 - 1)}
 _FLT_MAX = 3.4028234663852886e38
 
