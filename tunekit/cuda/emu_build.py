@@ -71,6 +71,7 @@ def _templates() -> Path:
     return Path(str(resources.files("tunekit.templates").joinpath("cuda")))
 
 
+@functools.cache
 def _emu_sources() -> dict[str, bytes]:
     root = _templates()
     files = {"tk_cuda.cuh": (root / "tk_cuda.cuh").read_bytes()}

@@ -23,6 +23,7 @@ import ctypes
 import json
 import math
 import numbers
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -114,6 +115,10 @@ class _Program:
         self.static_seen: dict[str, int] = {}  # static shared bytes found at run time (helpers' TK_SHARED)
 
 
+_LOADED: dict[tuple[str, str, str, str], _Program] = {}
+_LOADED_LOCK = threading.Lock()
+
+
 class EmulatorRunner:
     """Runs CUDA programs on CPU tensors in the emulator (a :class:`tunekit.cuda.CudaRunner`).
 
@@ -140,7 +145,6 @@ class EmulatorRunner:
             raise ValueError(f"switch: got {switch!r}, expected one of {sorted(SWITCHES)}")
         self.switch = switch
         self.stats: deque[LaunchStats] = deque(maxlen=100_000)
-        self._programs: dict[tuple[str, str], _Program] = {}
 
     @property
     def last(self) -> LaunchStats | None:
@@ -148,17 +152,19 @@ class EmulatorRunner:
         return self.stats[-1] if self.stats else None
 
     def load(self, program: CudaProgram) -> tuple[_Program, float]:
-        """The program built (or found in the cache) and loaded; seconds spent building it now."""
-        key = (program.name, program.digest + repr(program.entries))
-        if key in self._programs:
-            return self._programs[key], 0.0
-        build = build_program(program, switch=self.switch)
-        loaded = _Program(build)
-        missing = [e.name for e in program.entries if e.name not in loaded.entries]
-        if missing:
-            raise EmulatorBuildError(f"program {program.name!r}: no exported entries {missing}")
-        self._programs[key] = loaded
-        return loaded, build.seconds
+        """The program built (or found in the cache) and loaded; seconds spent building it now.
+        Loaded programs are kept for the process: every runner (runner_for makes one a call) shares them."""
+        key = (self.switch, program.name, program.digest, repr(program.entries))
+        with _LOADED_LOCK:
+            if key in _LOADED:
+                return _LOADED[key], 0.0
+            build = build_program(program, switch=self.switch)
+            loaded = _Program(build)
+            missing = [e.name for e in program.entries if e.name not in loaded.entries]
+            if missing:
+                raise EmulatorBuildError(f"program {program.name!r}: no exported entries {missing}")
+            _LOADED[key] = loaded
+            return loaded, build.seconds
 
     def launch(self, program: CudaProgram, entry: str, dims: LaunchDims, args: Sequence[Any]) -> None:
         """Run ``program``'s ``entry`` with ``dims`` on ``args`` (CPU tensors and scalars in the
