@@ -59,6 +59,9 @@ double fmin(double, double) noexcept;
 double fmax(double, double) noexcept;
 double pow(double, double) noexcept;
 double fma(double, double, double) noexcept;
+double atan2(double, double) noexcept;
+double fmod(double, double) noexcept;
+double copysign(double, double) noexcept;
 }
 
 // ---- macros of the contract (docs/cuda.md §1) ------------------------------------------------------
