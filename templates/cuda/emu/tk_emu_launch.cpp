@@ -37,7 +37,8 @@ const char* base_name(const char* path) {
 }
 
 bool same_site(const Loc& a, const Loc& b) {
-  return a.line() == b.line() && a.column() == b.column() && strcmp(a.file_name(), b.file_name()) == 0;
+  return a.line() == b.line() && a.column() == b.column() &&
+         (a.file_name() == b.file_name() || strcmp(a.file_name(), b.file_name()) == 0);
 }
 
 const char* kind_name(int kind) {

@@ -275,24 +275,28 @@ const char* state_text(const Fiber* f, char* buf, size_t cap) {
 [[noreturn]] void deadlock() {
   char text[6000];
   size_t len = 0;
+  auto put = [&](const char* fmt, auto... args) {  // append, truncating at the end of `text`
+    if (len + 1 >= sizeof text) return;
+    const int k = snprintf(text + len, sizeof text - len, fmt, args...);
+    if (k > 0) len = std::min(sizeof text - 1, len + static_cast<size_t>(k));
+  };
+  text[0] = 0;
   int shown = 0;
   for (Block& b : L.blocks) {
     if (b.done == b.n) continue;
     if (shown++ == 4) {
-      len += snprintf(text + len, sizeof text - len, " ...");
+      put(" ...");
       break;
     }
-    len += snprintf(text + len, sizeof text - len, "%s block (%u,%u,%u):", shown > 1 ? ";" : "", b.idx.x, b.idx.y, b.idx.z);
+    put("%s block (%u,%u,%u):", shown > 1 ? ";" : "", b.idx.x, b.idx.y, b.idx.z);
     unsigned i = 0;
     int groups = 0;
-    while (i < b.n && len < sizeof text - 400) {
+    while (i < b.n) {
       char s0[400], s1[400];
       state_text(&b.fibers[i], s0, sizeof s0);
       unsigned j = i + 1;
       while (j < b.n && strcmp(state_text(&b.fibers[j], s1, sizeof s1), s0) == 0) ++j;
-      if (b.fibers[i].state != DONE) {
-        len += snprintf(text + len, sizeof text - len, "%s threads %u-%u %s", groups++ ? "," : "", i, j - 1, s0);
-      }
+      if (b.fibers[i].state != DONE) put("%s threads %u-%u %s", groups++ ? "," : "", i, j - 1, s0);
       i = j;
     }
   }
