@@ -15,7 +15,7 @@ import torch
 
 from tunekit.cuda import CudaProgram, KernelEntry, LaunchDims, LaunchRefused
 from tunekit.cuda.emu_build import _private_dir, build_program, cache_dir
-from tunekit.cuda.emulator import EmulatorBuildError, EmulatorRunner, co_resident_blocks
+from tunekit.cuda.emulator import LAUNCHES, EmulatorBuildError, EmulatorRunner, co_resident_blocks
 from tunekit.hardware import load_profile
 
 CUDA_DIR = Path(__file__).parent / "cuda"
@@ -96,6 +96,7 @@ def test_barrier_and_static_shared_memory_reverse_each_block(runner):
     runner.launch(CORE, "reverse_static", dims((5, 1, 1), (96, 1, 1)), [x, y])
     assert torch.equal(y, x.view(5, 96).flip(1).reshape(-1))
     assert runner.last.fibers == 96  # a non-cooperative launch runs its blocks one at a time
+    assert LAUNCHES[-1] is runner.last and runner.last.switches >= 2 * 96
 
 
 def test_dynamic_and_static_shared_memory_together(runner):

@@ -4,6 +4,7 @@ the emulator side of ``tk_cuda.cuh``, one fiber per CUDA thread (docs/cuda.md §
     runner = EmulatorRunner(load_profile("a100"), timeout_s=60)
     runner.launch(program, "lstm_forward", LaunchDims((4, 1, 1), (128, 1, 1)), [wx, out, B, T])
     runner.last                        # LaunchStats: build, run and child seconds, switches, fibers
+    tunekit.cuda.emulator.LAUNCHES     # every launch of every runner in the process
 
 Each launch is checked against the profile's limits before anything runs (LaunchRefused names the
 limit and the numbers), its tensors are copied into shared memory, and a helper process forks a
@@ -44,7 +45,7 @@ from tunekit.cuda import CudaProgram, KernelEntry, KernelFault, LaunchDims, Laun
 from tunekit.cuda.emu_build import SWITCHES, Build, EmulatorBuildError, build_program, build_server
 from tunekit.cuda.emu_server import KINDS, MAGIC, MAX_PARAMS, Mapping, Request, Status, check_layout, server
 
-__all__ = ["EmulatorBuildError", "EmulatorRunner", "LaunchStats", "co_resident_blocks"]
+__all__ = ["LAUNCHES", "EmulatorBuildError", "EmulatorRunner", "LaunchStats", "co_resident_blocks"]
 
 # CUDA C++ Programming Guide, "Technical Specifications per Compute Capability" (all of 5.x-9.x):
 # block dimensions x, y <= 1024 and z <= 64; grid dimensions x <= 2^31 - 1, y and z <= 65535.
@@ -124,6 +125,9 @@ class _Program:
         self.static_seen: dict[str, int] = {}  # static shared bytes found at run time (helpers' TK_SHARED)
 
 
+# Every launch of every runner in this process (runner_for makes a runner a call), for figures:
+# e.g. sum(s.total_s for s in LAUNCHES) after a test case
+LAUNCHES: deque[LaunchStats] = deque(maxlen=100_000)
 _LOADED: dict[tuple[str, str, str, str], _Program] = {}
 _LOADED_LOCK = threading.Lock()
 
@@ -195,19 +199,10 @@ class EmulatorRunner:
             loaded.static_seen[entry] = static = grow
             self._check_limits(spec, dims, static)
         run_s, child_s, switches, fibers, guard = figures
-        self.stats.append(
-            LaunchStats(
-                program.name,
-                entry,
-                build_s,
-                run_s,
-                child_s,
-                time.perf_counter() - t0,
-                switches,
-                fibers,
-                guard,
-            )
-        )
+        total_s = time.perf_counter() - t0
+        stats = LaunchStats(program.name, entry, build_s, run_s, child_s, total_s, switches, fibers, guard)
+        self.stats.append(stats)
+        LAUNCHES.append(stats)
 
     # ---- limits ------------------------------------------------------------------------------
 
