@@ -69,17 +69,22 @@ class Generated:
 
 
 class Variant(Protocol):
-    """How one kernel family's package is made: its kernel files and its runtime template."""
+    """How one kernel family's package is made: its kernel files and its runtime modules."""
 
-    runtime_template: str  # under templates/, rendered to _runtime.py
-    runtime_modules: tuple[str, ...]  # what the package imports besides torch (README, checks)
+    runtime_modules: tuple[str, ...]  # what the package imports besides torch (README, versions)
 
     def kernel_files(self, choice: Choice) -> dict[str, bytes]:
         """Kernel sources (and binaries) by relative path."""
         ...
 
     def context(self, choice: Choice) -> dict[str, Any]:
-        """What the runtime template reads besides the shared context (``config``, versions)."""
+        """What the templates read besides the shared context (``config``; ``literals``: values
+        the generated Python holds, rendered as Python literals; ``versions``: tools beyond the
+        runtime modules)."""
+        ...
+
+    def runtime_files(self, context: dict[str, Any]) -> dict[str, bytes]:
+        """``_runtime.py`` (it defines ``rnn``) and any module it imports, rendered."""
         ...
 
 
@@ -102,9 +107,9 @@ def _missing(family: str) -> str | None:
     module = CUDA_FAMILIES[family]
     if importlib.util.find_spec(module) is None:
         return f"no {family} kernels in this tunekit yet ({module} is missing)"
-    if importlib.util.find_spec("tunekit.generate_cuda") is None:
-        return f"this tunekit cannot package {family} kernels yet"
-    return None
+    from tunekit.generate_cuda import packaging_gap
+
+    return packaging_gap(family)
 
 
 def generatable_families() -> tuple[str, ...]:
@@ -213,21 +218,22 @@ def regenerate_command(choice: Choice) -> str:
     )
 
 
-def _versions(variant: Variant) -> dict[str, str]:
+def _versions(variant: Variant, extra: Mapping[str, str]) -> dict[str, str]:
     import torch
 
     versions = {"tunekit": tunekit.__version__, "torch": str(torch.__version__).split("+")[0]}
     for module in variant.runtime_modules:
         found = importlib.import_module(module)
         versions[module] = str(getattr(found, "__version__", "unknown"))
-    return versions
+    return versions | dict(extra)
 
 
 def _context(choice: Choice, variant: Variant) -> dict[str, Any]:
     from tunekit.cells import get_cell
 
     problem, cell = choice.problem, get_cell(choice.problem.cell)
-    versions = _versions(variant)
+    extra = dict(variant.context(choice))
+    versions = _versions(variant, extra.pop("versions", {}))
     values = {
         "name": choice.config.name,
         "family": choice.family,
@@ -254,6 +260,7 @@ def _context(choice: Choice, variant: Variant) -> dict[str, Any]:
     }
     context: dict[str, Any] = {
         "version": tunekit.__version__,
+        "choice": choice,
         "name": choice.config.name,
         "package": choice.package,
         "family": choice.family,
@@ -275,7 +282,6 @@ def _context(choice: Choice, variant: Variant) -> dict[str, Any]:
         "regenerate": regenerate_command(choice),
         "runtime_modules": list(variant.runtime_modules),
     }
-    extra = dict(variant.context(choice))
     values |= extra.pop("literals", {})
     context |= extra
     context["py"] = {key: literal(value) for key, value in values.items()}
@@ -293,10 +299,10 @@ def package_files(choice: Choice) -> dict[str, bytes]:
         "__init__.py": "generate/init.py.j2",
         "_config.py": "generate/config.py.j2",
         "_layer.py": "generate/layer.py.j2",
-        "_runtime.py": variant.runtime_template,
     }
     for path, template in rendered.items():
         files[path] = render_template(template, context).encode("utf-8")
+    files |= variant.runtime_files(context)
     context["files"] = sorted(files)
     files["README.md"] = render_template("generate/README.md.j2", context).encode("utf-8")
     manifest = {

@@ -18,7 +18,6 @@ __all__ = ["TritonVariant"]
 class TritonVariant:
     """Kernel files and runtime context of a triton-fused package."""
 
-    runtime_template = "generate/triton_runtime.py.j2"
     runtime_modules = ("triton",)
 
     def _roles(self, choice: Choice) -> tuple[str, ...]:
@@ -50,3 +49,9 @@ class TritonVariant:
             },
             "literals": {"dot_precision": params.dot_precision},
         }
+
+    def runtime_files(self, context: dict[str, Any]) -> dict[str, bytes]:
+        """``_runtime.py``: host launchers and autograd (templates/generate/triton_runtime.py.j2)."""
+        from tunekit.codegen import render_template
+
+        return {"_runtime.py": render_template("generate/triton_runtime.py.j2", context).encode("utf-8")}
