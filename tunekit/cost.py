@@ -41,6 +41,7 @@ __all__ = [
     "CostBreakdown",
     "CostConstants",
     "active_constants",
+    "breakdown",
     "constants_source",
     "estimate",
     "load_constants",
@@ -350,13 +351,25 @@ def estimate(
     """
     if not isinstance(space, Space):
         raise ValueError(f"space: got {type(space).__name__}, expected a tunekit.constraints.Space")
-    k = active_constants() if constants is None else constants
     res = space.resources(assignment) if resources is None else resources
-    par = space.config(assignment).params
-    names = [f.name for f in fields(CostBreakdown) if f.name != "total_us_per_step"]
-    sums = dict.fromkeys(names, 0.0)
+    return breakdown(space, res, space.config(assignment).params, constants)
+
+
+_TERMS = tuple(f.name for f in fields(CostBreakdown) if f.name != "total_us_per_step")
+
+
+def breakdown(
+    space: Space,
+    resources: Mapping[str, int],
+    params: Mapping[str, int],
+    constants: CostConstants | None = None,
+) -> CostBreakdown:
+    """:func:`estimate` from a configuration's resources and tunables (its ``KernelConfig.params``)
+    already at hand: the calibration prices the same configurations under many constants."""
+    k = active_constants() if constants is None else constants
+    sums = dict.fromkeys(_TERMS, 0.0)
     for d in space.problem.directions:
-        for name, value in _FAMILIES[space.family](k, space, res, par, d).items():
+        for name, value in _FAMILIES[space.family](k, space, resources, params, d).items():
             sums[name] += value
     compute = max(sums["tensor_us"], sums["shared_memory_us"], sums["register_us"], sums["load_latency_us"])
     rest = sum(sums[n] for n in _SERIAL_TERMS)
