@@ -149,6 +149,10 @@ def diagnose(path: Path) -> str | None:
     Raises TuningDBError for a database of a newer schema (not damaged; not ours to replace)."""
     if not path.exists() or path.stat().st_size == 0:
         return None
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise TuningDBError(
+            f"{path}: no permission to read and write it (a damaged file is moved aside; this is not)"
+        )
     with open(path, "rb") as handle:
         header = handle.read(len(SQLITE_HEADER))
     if header != SQLITE_HEADER:
@@ -156,17 +160,25 @@ def diagnose(path: Path) -> str | None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        return f"cannot be opened ({exc})"
+        raise TuningDBError(f"{path}: cannot be opened ({exc})") from exc
     try:
         return _diagnose_open(conn, path)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         if _is_busy(exc):
             raise TuningDBError(f"{path}: locked by another process for {BUSY_TIMEOUT_S:.0f} s") from exc
-        return f"damaged ({exc})"
-    except sqlite3.DatabaseError as exc:
+        if not _is_damage(exc):  # an I/O error, a full disk, ...: the file may be fine; leave it alone
+            raise TuningDBError(f"{path}: cannot be read ({exc})") from exc
         return f"damaged ({exc})"
     finally:
         conn.close()
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite's verdict that the bytes are not a database or are corrupt (not a transient fault)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return "malformed" in str(exc) or "not a database" in str(exc)
 
 
 def _diagnose_open(conn: sqlite3.Connection, path: Path) -> str | None:
