@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class RecordKey:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return astuple(self)
+        return tuple(getattr(self, name) for name in KEY_FIELDS)  # (dataclasses.astuple deep-copies)
 
 
 KEY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RecordKey))
