@@ -42,6 +42,7 @@ def test_a_run_is_stored_and_read_back_unchanged(tmp_path: Path):
         assert again.count() == len(pairs)
         for config, record in pairs:
             assert again.get(key_for(config, A100)) == record
+            assert again.get(record.key).config() == config  # tunables back in the model's order
         assert [r["id"] for r in again.runs()] == [run]
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -58,7 +59,7 @@ def test_a_write_never_lowers_a_tier_nor_drops_what_a_higher_tier_found(db: Tuni
     stored = db.get(record.key)
     assert stored.tier == "measured" and stored.samples_us == (10.0, 11.0, 12.0)
     assert stored.numerics["passed"] is True and stored.predicted == record.predicted
-    compiled = replace(record, tier="verified", compiled={"kernels": [{"registers": 40}]})
+    compiled = replace(record, tier="compiler-verified", compiled={"kernels": [{"registers": 40}]})
     db.write([compiled])
     stored = db.get(record.key)
     assert stored.tier == "measured" and stored.compiled["kernels"][0]["registers"] == 40
@@ -70,13 +71,15 @@ def test_lookups_prefer_measured_then_verified_then_predicted_and_never_a_reject
     records = [r for _, r in pairs]
     db.write(records)
     assert best(A100, SMALL, db=db) == records[0]  # only predictions: the model's best
-    db.write([replace(records[0], tier="verified", status="rejected", note="spills 64 B")])
-    db.write([replace(records[2], tier="verified")])
+    db.write([replace(records[0], tier="compiler-verified", status="rejected", note="spills 64 B")])
+    db.write([replace(records[2], tier="compiler-verified")])
     assert best(A100, SMALL, db=db).name == records[2].name  # verified beats predicted; rejected never
     db.write([measured(records[4], [5.0, 5.1, 5.2]), measured(records[3], [1.0, 1.0, 1.0], passed=False)])
     chosen = best(A100, SMALL, db=db)
     assert chosen.name == records[4].name and chosen.tier == "measured"  # the failed one is never chosen
     assert best(A100, SMALL, records[4].family, db=db).name == records[4].name
+    others = [f for f in ("triton-fused", "cuda-alternating", "cuda-fused") if f != records[4].family]
+    assert best(A100, SMALL, others, db=db).family in others  # the layers' seam asks for a few families
 
 
 def test_lookups_miss_other_hardware_other_versions_and_stale_predictions(db: TuningDB, monkeypatch):
@@ -93,7 +96,7 @@ def test_lookups_miss_other_hardware_other_versions_and_stale_predictions(db: Tu
     with TuningDB(db.path.with_name("stale.sqlite")) as other_db:
         other_db.write(stale)
         assert best(A100, SMALL, db=other_db) is None
-        other_db.write([replace(stale[1], tier="verified")])  # a compile verdict does not go stale
+        other_db.write([replace(stale[1], tier="compiler-verified")])  # a compile verdict does not go stale
         assert best(A100, SMALL, db=other_db).name == stale[1].name
 
 
@@ -240,7 +243,9 @@ def test_a_directory_is_not_a_database(tmp_path: Path):
 def _mixed(db: TuningDB) -> None:
     records = [r for _, r in ranked()]
     db.write(records)
-    db.write([replace(records[1], tier="verified", compiled={"compiler": "nvcc 13.0", "kernels": []})])
+    db.write(
+        [replace(records[1], tier="compiler-verified", compiled={"compiler": "nvcc 13.0", "kernels": []})]
+    )
     db.write([measured(records[2], [3.5, 3.25, 3.75]), measured(records[3], [9.0], passed=False)])
 
 
@@ -284,6 +289,8 @@ def _export_with(**fields) -> str:
         ({"tier": "trusted"}, "field 'tier'"),
         ({"compiled": {"bad key!": 1}}, "field 'compiled'"),
         ({"extra": 1}, "field 'extra'"),
+        ({"params": [["block_b", 99999]]}, "but its fields name"),
+        ({"params": {"block_b": 16}}, "field 'params'"),
     ],
     ids=[
         "path-profile",
@@ -296,7 +303,9 @@ def _export_with(**fields) -> str:
         "unknown-tier",
         "hostile-key",
         "unknown-field",
-    ],  # fmt: skip
+        "params-not-the-name",
+        "params-object",
+    ],
 )
 def test_hostile_or_malformed_records_are_refused_in_one_line(fields: dict, message: str):
     with pytest.raises(ExportFormatError) as info:

@@ -153,7 +153,7 @@ def test_nvcc_verdicts_for_a_clean_a_spilling_and_an_over_the_limit_kernel(fake_
     assert any("stack frame" in r for r in spilling.reasons)
     assert too_much.status == "rejected" and "201,024 B shared memory > 166,912 B" in too_much.reasons[0]
     record = verified_record(ranked(top=1)[0][1], spilling)
-    assert (record.tier, record.status) == ("verified", "rejected") and "stack frame" in record.note
+    assert (record.tier, record.status) == ("compiler-verified", "rejected") and "stack frame" in record.note
 
 
 def test_a_family_without_a_kernels_module_is_named_and_records_nothing(fake_families, tmp_path: Path):
@@ -178,17 +178,18 @@ def test_tune_verify_drops_what_the_compiler_rejects_and_records_the_verdicts(
     assert [v.status for v in report.verified] == ["rejected", "ok", "ok"]
     assert (report.choice.source, report.choice.tier, report.choice.record.name) == (
         "fresh",
-        "verified",
+        "compiler-verified",
         names[1],
     )
     with TuningDB(db_path) as db:
         tiers = {r.name: (r.tier, r.status) for r in db.records()}
-    assert tiers[names[0]] == ("verified", "rejected") and tiers[names[1]] == ("verified", "ok")
+    assert tiers[names[0]] == ("compiler-verified", "rejected")
+    assert tiers[names[1]] == ("compiler-verified", "ok")
     # a later plain run reads the verified record back and never brings back the rejected one
     args = ["tune", "--gpu", "a100", "--cell", "lstm", "--head-dim", "768", "--top", "3", "--json"]
     cli = CliRunner().invoke(main, [*args, "--db", str(db_path)])
     data = json.loads(cli.stdout)
-    assert (data["choice"]["source"], data["choice"]["tier"]) == ("stored", "verified")
+    assert (data["choice"]["source"], data["choice"]["tier"]) == ("stored", "compiler-verified")
     assert data["config_name"] in names[1:]  # a verified one; the rejected model favourite never returns
 
 
@@ -201,7 +202,7 @@ def test_tune_verify_output_says_what_was_dropped_and_what_has_no_kernels(
     result = CliRunner().invoke(main, [*args, "--db", str(tmp_path / "t.sqlite")])
     assert result.exit_code == 0, result.output
     assert "dropped (rejected):" in result.output and "stack frame" in result.output
-    assert "verified with nvcc" in result.output and "Choice: fresh verified record" in result.output
+    assert "verified with nvcc" in result.output and "Choice: fresh compiler-verified record" in result.output
 
 
 # ---- triton-fused through Triton's ahead-of-time compiler ---------------------------------------------

@@ -381,4 +381,6 @@ def verified_record(base: Any, result: VerifyResult) -> Any:
         return None
     status = {"ok": "ok", "rejected": "rejected", "failed": "failed"}[result.status]
     compiled = {"compiler": result.compiler, "kernels": [k.as_dict() for k in result.kernels]}
-    return replace(base, tier="verified", status=status, compiled=compiled, note="; ".join(result.reasons))
+    return replace(
+        base, tier="compiler-verified", status=status, compiled=compiled, note="; ".join(result.reasons)
+    )

@@ -112,7 +112,7 @@ def _choice_line(report: Any) -> str:
         q = record.quantiles()
         what = f"median {q['median']:.3f} µs per step (q25 {q['q25']:.3f}, q75 {q['q75']:.3f}; "
         what += f"{len(record.samples_us)} runs)"
-    elif choice.tier == "verified":
+    elif choice.tier == "compiler-verified":
         what = "compiled for the GPU's architecture: no spills, every limit kept"
     else:
         what = "the cost model's ranking"

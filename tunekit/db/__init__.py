@@ -11,12 +11,13 @@ For layers, one lookup::
 
     from tunekit.db import best
     record = best("h100", Problem("lstm", batch=16, heads=1, head_dim=768))   # Record | None
-    record.family, record.params, record.tier, record.median_us
+    record.family, record.tier, record.median_us, record.config()   # a KernelConfig to run
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from tunekit.db.exchange import EXPORT_FORMAT, EXPORT_VERSION, ExportFormatError
@@ -50,20 +51,25 @@ __all__ = [
 
 
 def best(
-    profile: Any, problem: Any, family: str | None = None, *, db: TuningDB | str | os.PathLike | None = None
+    profile: Any,
+    problem: Any,
+    family: str | Sequence[str] | None = None,
+    *,
+    db: TuningDB | str | os.PathLike | None = None,
 ) -> Record | None:
     """The most trusted best stored record for ``problem`` on ``profile``, or None.
 
     Args:
         profile: a GPUProfile or a profile name/alias ("h100").
         problem: a tunekit.problem.Problem.
-        family: one kernel family, or None for every family.
+        family: one kernel family, several, or None for every family.
         db: an open TuningDB, a database path, or None for the default (``$TUNEKIT_DB`` or the
             user's cache). A database file that does not exist yet gives None (nothing is created).
 
     Returns:
         A measured winner if any configuration was timed (fastest median; within the noise band
-        the model's order, then the name); else the verified ``ok`` record the model ranks first;
+        the model's order, then the name); else the compiler-verified ``ok`` record the model ranks
+        first;
         else the fastest current prediction; None when nothing valid here is stored (other
         hardware, an edited cell, other templates or tool versions all miss).
     """

@@ -19,7 +19,7 @@ from typing import Any
 
 from tunekit.db.keys import KEY_FIELDS, RecordKey, config_head
 from tunekit.db.records import STATUSES, TIERS, Record
-from tunekit.problem import DIRECTIONS, DTYPE_BYTES, FAMILIES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS
+from tunekit.problem import DIRECTIONS, DTYPE_BYTES, FAMILIES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, PARAM_TAGS
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -52,7 +52,7 @@ class ExportFormatError(ValueError):
 def record_dict(record: Record) -> dict[str, Any]:
     out: dict[str, Any] = record.key.as_dict()
     out.update(
-        params=dict(record.params),
+        params=[[k, v] for k, v in record.params.items()],  # pairs: the model's order survives sort_keys
         tier=record.tier,
         status=record.status,
         predicted=dict(record.predicted),
@@ -168,11 +168,17 @@ def _check_record(data: Any) -> Record:
     if not key.config_name.startswith(head):
         raise _Bad("config_name", f"got {_show(key.config_name)}, expected a name starting {head!r}")
     params = data.get("params")
-    if not isinstance(params, Mapping) or not all(
+    pairs = isinstance(params, list) and all(isinstance(p, list) and len(p) == 2 for p in params)
+    if not pairs or not all(
         isinstance(k, str) and _IDENT.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool)
-        for k, v in params.items()
+        for k, v in params
     ):
-        raise _Bad("params", f"got {_show(params)}, expected an object of tunable name -> int")
+        raise _Bad("params", f"got {_show(params)}, expected a list of [tunable name, int] pairs")
+    if len({k for k, _ in params}) != len(params):
+        raise _Bad("params", f"got {_show(params)}, expected each tunable once")
+    expected = head + "-".join(f"{PARAM_TAGS.get(k, k)}{v}" for k, v in params)
+    if key.config_name != expected:
+        raise _Bad("config_name", f"got {_show(key.config_name)}, but its fields name {_show(expected)}")
     tier, status = data.get("tier"), data.get("status")
     if tier not in TIERS:
         raise _Bad("tier", f"got {_show(tier)}, expected one of {list(TIERS)}")
@@ -204,7 +210,7 @@ def _check_record(data: Any) -> Record:
         nested[name] = None if value is None else _json_tree(value, name)
     return Record(
         key=key,
-        params=dict(params),
+        params=dict((k, v) for k, v in params),
         tier=tier,
         status=status,
         predicted=dict(predicted),

@@ -1,7 +1,7 @@
 """A tuning record, its three tiers of trust, how a new write merges into a stored record, and
 which stored record wins a lookup.
 
-Tiers, from least to most trusted: ``predicted`` (the cost model), ``verified`` (compiled for the
+Tiers, from least to most trusted: ``predicted`` (the cost model), ``compiler-verified`` (compiled for the
 target architecture offline: registers, spills and shared memory read from the compiler and checked
 against the profile), ``measured`` (timed on a GPU after its numbers matched the reference). A
 record's ``status`` is the verdict of its highest tier: ``ok``, ``rejected`` (the compiler found a
@@ -36,7 +36,7 @@ __all__ = [
     "quantiles",
 ]
 
-TIERS: tuple[str, ...] = ("predicted", "verified", "measured")
+TIERS: tuple[str, ...] = ("predicted", "compiler-verified", "measured")
 STATUSES: tuple[str, ...] = ("ok", "rejected", "failed")
 # Two medians closer than this share of the faster one are a tie: CUDA-event timings of one
 # kernel repeat within ~1% run to run on an idle GPU, so a smaller gap is noise. A noisier
@@ -58,14 +58,14 @@ class Record:
     """One configuration's stored knowledge: predicted, compiled and measured, as far as it got."""
 
     key: RecordKey
-    params: Mapping[str, int]
+    params: Mapping[str, int]  # the tunables in the model's order (as KernelConfig.items)
     tier: str
     status: str = "ok"
     predicted: Mapping[str, float] = field(default_factory=dict)  # resources, cost terms, time_us_per_step
     binding_constraints: tuple[str, ...] = ()
     cost_model: str = ""  # CostConstants.digest of the constants that priced `predicted`
     model_rank: int | None = None  # place in the ranking of the run that wrote it (0: the model's best)
-    compiled: Mapping[str, Any] | None = None  # verified tier: {"kernels": [per entry resources], ...}
+    compiled: Mapping[str, Any] | None = None  # compiler-verified: {"compiler", "kernels": [per entry]}
     samples_us: tuple[float, ...] = ()  # measured tier: µs per step, one per timed run
     measure: Mapping[str, Any] | None = None  # measured tier: steps, warmup, repeats, runner
     numerics: Mapping[str, Any] | None = None  # measured tier: passed, max_error, tolerance, detail
@@ -95,7 +95,7 @@ class Record:
 
     @property
     def tier_rank(self) -> int:
-        """0 predicted, 1 verified, 2 measured."""
+        """0 predicted, 1 compiler-verified, 2 measured."""
         return TIERS.index(self.tier)
 
     @property
@@ -111,6 +111,18 @@ class Record:
     def quantiles(self) -> dict[str, float]:
         """min, q25, median, q75, max of the samples (empty before any timing)."""
         return quantiles(self.samples_us)
+
+    def config(self) -> Any:
+        """The record's tunekit.problem.KernelConfig (its cell must be registered here); ValueError
+        if the fields do not give back the stored canonical name."""
+        from tunekit.problem import KernelConfig, Problem
+
+        k = self.key
+        problem = Problem(k.cell, k.batch, k.heads, k.head_dim, k.dtype, k.direction)
+        config = KernelConfig(k.family, problem, k.profile, tuple(self.params.items()))
+        if config.name != k.config_name:
+            raise ValueError(f"record: its fields name {config.name!r}, its key {k.config_name!r}")
+        return config
 
 
 def quantiles(samples: Sequence[float]) -> dict[str, float]:
@@ -202,7 +214,7 @@ def choose(records: Iterable[Record], cost_model: str) -> Record | None:
     winner = choose_measured(usable)
     if winner is not None:
         return winner
-    verified = [r for r in usable if r.tier == "verified"]
+    verified = [r for r in usable if r.tier == "compiler-verified"]
     if verified:
         return min(verified, key=_model_order)
     predicted = [r for r in usable if r.tier == "predicted" and r.cost_model == cost_model]

@@ -63,7 +63,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""CREATE TABLE records (
             id INTEGER PRIMARY KEY,{_KEY_COLUMNS},
             params TEXT NOT NULL,
-            tier TEXT NOT NULL CHECK (tier IN ('predicted', 'verified', 'measured')),
+            tier TEXT NOT NULL CHECK (tier IN ('predicted', 'compiler-verified', 'measured')),
             status TEXT NOT NULL CHECK (status IN ('ok', 'rejected', 'failed')),
             predicted TEXT NOT NULL, binding TEXT NOT NULL, cost_model TEXT NOT NULL,
             compiled TEXT, samples TEXT NOT NULL, measure TEXT, numerics TEXT,

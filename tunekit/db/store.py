@@ -66,7 +66,7 @@ def _json(value: Any) -> str | None:
 def _to_row(record: Record) -> dict[str, Any]:
     row = record.key.as_dict()
     row.update(
-        params=_json(dict(record.params)),
+        params=json.dumps(list(record.params.items()), separators=(",", ":")),  # in the model's order
         tier=record.tier,
         status=record.status,
         predicted=_json(dict(record.predicted)),
@@ -91,7 +91,7 @@ def _from_row(row: sqlite3.Row) -> Record:
     names = row.keys()
     return Record(
         key=RecordKey(**{f: row[f] for f in KEY_FIELDS}),
-        params=_loads(row["params"]),
+        params=dict(_loads(row["params"])),
         tier=row["tier"],
         status=row["status"],
         predicted=_loads(row["predicted"]),
@@ -248,14 +248,18 @@ class TuningDB:
             found += self._select(f"WHERE {where}", list(ctx.values()))
         return found
 
-    def best(self, profile: Any, problem: Any, family: str | None = None) -> Record | None:
-        """The most trusted best record for ``problem`` on ``profile`` (see records.choose), or None."""
+    def best(self, profile: Any, problem: Any, family: str | Sequence[str] | None = None) -> Record | None:
+        """The most trusted best record for ``problem`` on ``profile`` among ``family`` (one name,
+        several, or None for all), see records.choose; None when nothing valid is stored."""
         from tunekit.cost import active_constants
         from tunekit.problem import FAMILIES
 
-        families = FAMILIES if family is None else (family,)
-        if family is not None and family not in FAMILIES:
-            raise ValueError(f"family: got {family!r}, expected None or one of {list(FAMILIES)}")
+        families = (
+            tuple(FAMILIES) if family is None else (family,) if isinstance(family, str) else tuple(family)
+        )
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"family: got {unknown}, expected None or some of {list(FAMILIES)}")
         return choose(self.matching(profile, problem, families), active_constants().digest)
 
     # ---- exchange -------------------------------------------------------------------------------

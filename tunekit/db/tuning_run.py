@@ -2,7 +2,7 @@
 
 :func:`run_tuning` ranks with the cost model (``tunekit.tuning.tune``), compiles the top candidates
 for the GPU's architecture when asked (``tunekit.verify``), records the run's predicted and
-verified records in one transaction, measures the top candidates of every family the runner can
+compiler-verified records in one transaction, measures the top candidates of every family the runner can
 run when asked (``tunekit.measure``: each result committed as it comes, so an interrupted run
 resumes), and then chooses: the most trusted of the database's best record and this run's own
 pick (:class:`Choice` says which, ``stored`` or ``fresh``, and its tier).
@@ -42,7 +42,7 @@ class Choice:
     """The configuration to use: from this run (``fresh``) or from the database (``stored``)."""
 
     source: str  # "fresh" | "stored"
-    tier: str  # "predicted" | "verified" | "measured"
+    tier: str  # "predicted" | "compiler-verified" | "measured"
     record: Record
 
     @property
@@ -238,7 +238,7 @@ def _decide(
         for rank, c in enumerate(result.candidates):
             if c.config.name in dropped:
                 continue
-            tier = "verified" if c.config.name in verified_ok else "predicted"
+            tier = "compiler-verified" if c.config.name in verified_ok else "predicted"
             record = predicted_record(c, result.gpu, rank, cost_model)
             fresh = Choice("fresh", tier, record)
             break
