@@ -30,6 +30,14 @@ NUMERIC = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def tuning_db(tmp_path, monkeypatch):
+    """Lookups go to an empty database of the test's own, never the user's cache."""
+    path = tmp_path / "tuning.sqlite"
+    monkeypatch.setenv("TUNEKIT_DB", str(path))
+    return path
+
+
 def _problem(cell="lstm", dtype="float32", direction="forward", head_dim=24, heads=2, batch=3) -> Problem:
     return Problem(cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction=direction)
 
@@ -240,3 +248,22 @@ def test_generated_python_is_lint_clean(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_measured_record_in_the_database_is_what_gets_packaged(tmp_path, tuning_db):
+    from dbcases import measured, ranked
+
+    from tunekit.db import TuningDB
+
+    problem = _problem("gru", "float32", "forward", 24)
+    candidates = ranked(problem, "a100", backend="triton-fused")
+    assert choose(problem, "a100").config == candidates[0][0]  # the model's best, tier predicted
+    slower_in_the_model, record = candidates[1]
+    with TuningDB(tuning_db) as db:
+        db.record_run([r for _, r in candidates], "test")
+        db.write([measured(record, [3.0, 3.1, 2.9]), measured(candidates[0][1], [5.0, 5.2, 5.1])])
+    generated = generate(problem, "a100", tmp_path / "pkg")
+    assert generated.choice.config == slower_in_the_model and generated.choice.tier == "measured"
+    readme = (tmp_path / "pkg" / "README.md").read_text()
+    assert "Tier: **measured**" in readme and "median 3 µs per step over 3 runs" in readme
+    assert tunekit.load(tmp_path / "pkg").TIER == "measured"

@@ -55,6 +55,12 @@ print("modules:", sorted(m for m in sys.modules if m.startswith("tunekit")))
 """
 
 
+@pytest.fixture(autouse=True)
+def tuning_db(tmp_path, monkeypatch):
+    """Lookups go to an empty database of the test's own, never the user's cache."""
+    monkeypatch.setenv("TUNEKIT_DB", str(tmp_path / "tuning.sqlite"))
+
+
 @pytest.fixture
 def family(monkeypatch):
     """cuda-alternating's kernels come from tests/package_cuda_family.py."""

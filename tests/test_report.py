@@ -16,6 +16,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('x')</script>&"
 
 
+@pytest.fixture(autouse=True)
+def tuning_db(tmp_path, monkeypatch):
+    """`tunekit tune` records into a database of the test's own, never the user's cache."""
+    path = tmp_path / "tuning.sqlite"
+    monkeypatch.setenv("TUNEKIT_DB", str(path))
+    return path
+
+
 class _Links(HTMLParser):
     """Collects every img src and the text of every script element."""
 
@@ -131,6 +139,21 @@ def test_bad_measurements_are_refused():
         report.Measurement("a", "cuda-fused", 1.0, float("nan"))
 
 
+def test_measurements_come_from_the_tuning_database(tmp_path, tuning_db):
+    from dbcases import measured, ranked
+
+    from tunekit.db import TuningDB
+
+    problem = Problem("gru", batch=3, heads=2, head_dim=24, dtype="float32")
+    assert report.stored_measurements(problem, "a100") == () and not tuning_db.exists()  # nothing created
+    candidates = ranked(problem, "a100", backend="triton-fused")
+    with TuningDB(tuning_db) as db:
+        db.write([measured(candidates[1][1], [4.0, 4.4, 4.2]), candidates[0][1]])
+    found = report.stored_measurements(problem, "a100")
+    assert [(m.name, m.measured_us) for m in found] == [(candidates[1][0].name, 4.2)]
+    assert found[0].predicted_us == pytest.approx(candidates[1][1].predicted_us)
+
+
 def test_the_cli_writes_reports_and_tune_keeps_its_json(tmp_path):
     from click.testing import CliRunner
 
@@ -144,7 +167,7 @@ def test_the_cli_writes_reports_and_tune_keeps_its_json(tmp_path):
 
     done = runner.invoke(main, ["tune", *args, "--json", "--report", str(tmp_path / "t")])
     assert done.exit_code == 0, done.output
-    assert json.loads(done.stdout)["backend"] == "triton-fused"
+    assert json.loads(done.stdout)["problem"]["head_dim"] == 64  # stdout is still one JSON object
     assert "Report: " in done.stderr
     assert (tmp_path / "t" / "gru-fwd-auto-D64-N1-B16-bf16-a100-sxm4-80gb" / "slack.png").is_file()
 

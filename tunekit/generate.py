@@ -137,12 +137,38 @@ def _families(backend: str) -> tuple[str, ...]:
     return generatable_families()
 
 
-def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto") -> Choice:
-    """The configuration to package: the tuning database's or the cost model's best among the
-    families this tunekit can package (``backend="auto"``) or of one family.
+def _stored(profile: GPUProfile, problem: Problem, families: tuple[str, ...], db: Any) -> Any:
+    """The tuning database's most trusted best record for the problem (None: nothing stored, or
+    no database file yet; nothing is created)."""
+    from tunekit.db import best
 
-    Raises ValueError for a backend that cannot be packaged or ``direction="backward"`` (a package
-    needs the forward kernel), and :class:`tunekit.tuning.NoFeasibleConfig` when nothing fits.
+    return best(profile, problem, families, db=db)
+
+
+def _record_reason(record: Any, profile: GPUProfile) -> str:
+    if record.tier == "measured":
+        return (
+            f"the fastest configuration timed on a GPU ({profile.name}) in the tuning database: median "
+            f"{record.median_us:.4g} µs per step over {len(record.samples_us)} runs (the model predicted "
+            f"{record.predicted_us:.4g})"
+        )
+    if record.tier == "compiler-verified":
+        return (
+            f"the tuning database's fastest predicted configuration that compiled for {profile.sm} "
+            "within the model's resources (no spills, no broken limit)"
+        )
+    return "the tuning database's record of the cost model's fastest configuration"
+
+
+def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db: Any = None) -> Choice:
+    """The configuration to package: the tuning database's most trusted best record (measured, then
+    compiler-verified, then predicted) among the families this tunekit can package
+    (``backend="auto"``) or of one family; the cost model's best when nothing is stored.
+
+    ``db``: a database path, an open TuningDB, or None for the default (``$TUNEKIT_DB`` or the
+    user's cache); a missing file is not created. Raises ValueError for a backend that cannot be
+    packaged or ``direction="backward"`` (a package needs the forward kernel), and
+    :class:`tunekit.tuning.NoFeasibleConfig` when nothing fits.
     """
     from tunekit.constraints import build_space
     from tunekit.cost import estimate
@@ -158,8 +184,12 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto") -> Ch
         )
     profile = load_profile(gpu)
     families = _families(backend)
-    decision = decide(profile, problem, families)
-    config = decision.config
+    record = _stored(profile, problem, families, db)
+    if record is not None:
+        config, tier, reason = record.config(), record.tier, _record_reason(record, profile)
+    else:
+        decision = decide(profile, problem, families)
+        config, tier, reason = decision.config, str(decision.tier or "predicted"), decision.reason
     if not isinstance(config, KernelConfig):
         raise ValueError(f"the chosen configuration is a {type(config).__name__}, expected a KernelConfig")
     space = build_space(config.family, problem, profile)
@@ -168,7 +198,6 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto") -> Ch
     cost = estimate(space, assignment)
     predicted.update((k, v) for k, v in cost.terms().items() if k != "total_us_per_step")
     predicted["time_us_per_step"] = cost.total_us_per_step
-    reason = decision.reason
     note = left_out_note(backend)
     if note:
         reason += f"; left out: {note}"
@@ -177,7 +206,7 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto") -> Ch
         profile=profile,
         requested=backend,
         config=config,
-        tier=str(decision.tier or "predicted"),
+        tier=tier,
         reason=reason,
         predicted=predicted,
         binding_constraints=binding_constraints(space, assignment),
@@ -323,7 +352,7 @@ def package_files(choice: Choice) -> dict[str, bytes]:
 
 
 def generate(
-    problem: Problem, gpu: str | GPUProfile, out: str | os.PathLike, backend: str = "auto"
+    problem: Problem, gpu: str | GPUProfile, out: str | os.PathLike, backend: str = "auto", *, db: Any = None
 ) -> Generated:
     """Tune ``problem`` for ``gpu`` and write the package into folder ``out``.
 
@@ -333,6 +362,7 @@ def generate(
         out: the package folder: missing, empty, or holding a previous tunekit package and nothing
             else (it is then replaced); anything else is refused with a ValueError.
         backend: "auto" (the best family this tunekit can package) or one family.
+        db: the tuning database to consult (see :func:`choose`).
 
     Returns:
         :class:`Generated`: the folder, the choice and the files written.
@@ -347,7 +377,7 @@ def generate(
     replaced = out.is_dir() and any(out.iterdir())
     if replaced:
         check_replaceable(out)  # before tuning and rendering: fail fast
-    choice = choose(problem, gpu, backend)
+    choice = choose(problem, gpu, backend, db=db)
     files = package_files(choice)
     write_tree(out, files, may_replace=check_replaceable)
     return Generated(path=out, choice=choice, files=tuple(sorted(files)), replaced=replaced)

@@ -24,7 +24,17 @@ from tunekit.generate_tree import write_tree
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import DIRECTIONS, Problem
 
-__all__ = ["MAX_POINTS", "Measurement", "Point", "RunReport", "collect", "render", "run_name", "write"]
+__all__ = [
+    "MAX_POINTS",
+    "Measurement",
+    "Point",
+    "RunReport",
+    "collect",
+    "render",
+    "run_name",
+    "stored_measurements",
+    "write",
+]
 
 # configurations priced and plotted per family: the spaces of today's models hold at most a few
 # thousand (the benchmark sweep's largest: 2,000-odd), and 2,000 markers still read as a cloud
@@ -98,6 +108,33 @@ def run_name(problem: Problem, profile: GPUProfile, backend: str) -> str:
     """The run's folder name, built like a canonical configuration name (its characters only)."""
     family = backend.replace("-", "")
     return f"{problem.cell}-{DIRECTIONS[problem.direction]}-{family}-{problem.tag}-{profile.name}"
+
+
+def stored_measurements(
+    problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db: Any = None
+) -> tuple[Measurement, ...]:
+    """The tuning database's timed ``ok`` records for ``problem`` on ``gpu`` (valid here: the same
+    profile, cell, templates and tool versions), sorted by name; none when the database file does
+    not exist (nothing is created). ``db``: a path, an open TuningDB, or None for the default."""
+    from tunekit.db import TuningDB, resolve_path
+    from tunekit.tuning import check_backend
+
+    profile = load_profile(gpu)
+    families = check_backend(backend)
+    if isinstance(db, TuningDB):
+        records = db.matching(profile, problem, families)
+    else:
+        path = resolve_path(db)
+        if not path.exists():
+            return ()
+        with TuningDB(path) as opened:
+            records = opened.matching(profile, problem, families)
+    timed = [r for r in records if r.tier == "measured" and r.status == "ok" and r.samples_us]
+    return tuple(
+        Measurement(r.name, r.family, r.predicted_us, float(r.median_us))
+        for r in sorted(timed, key=lambda r: r.name)
+        if 0 < r.predicted_us < float("inf")
+    )
 
 
 def _point(space: Any, candidate: Any) -> Point:

@@ -37,6 +37,12 @@ def _summary(generated: Any) -> dict[str, Any]:
 @main.command("generate")
 @problem_options
 @click.option("--out", required=True, help="Package folder: new, empty, or a previous tunekit package.")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="Tuning database to take the configuration from (default: $TUNEKIT_DB, else the user's cache).",
+)
 def generate_command(
     gpu: str,
     cell: str,
@@ -48,13 +54,17 @@ def generate_command(
     backend: str,
     as_json: bool,
     out: str,
+    db_path: str | None,
 ) -> None:
     """Write the tuned kernels of a recurrent layer as a Python package that needs no tunekit.
 
     The package holds the kernel sources, a loader (rnn(Wx, R, b, states=None) and a Layer
-    nn.Module) and a README; --direction both includes the backward kernel (training). Example:
+    nn.Module) and a README; --direction both includes the backward kernel (training). The
+    configuration is the tuning database's most trusted best (measured, compiler-verified,
+    predicted), else the cost model's. Example:
     tunekit generate --gpu h100 --cell lstm --head-dim 64 --heads 4 --batch 16 --direction both --out kernels
     """
+    from tunekit.db import TuningDBError
     from tunekit.generate import generate, left_out_note
     from tunekit.problem import Problem
     from tunekit.tuning import NoFeasibleConfig
@@ -63,7 +73,7 @@ def generate_command(
         problem = Problem(
             cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction=direction
         )
-        generated = generate(problem, gpu, out, backend=backend)
+        generated = generate(problem, gpu, out, backend=backend, db=db_path)
     except NoFeasibleConfig as exc:
         note = left_out_note(backend)
         if as_json:
@@ -73,7 +83,7 @@ def generate_command(
             if note:
                 click.echo(f"Not packaged by this tunekit (so not tried): {note}")
         sys.exit(EXIT_FAILED)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, TuningDBError) as exc:
         fail(str(exc), as_json=as_json)
     summary = _summary(generated)
     if as_json:

@@ -20,8 +20,11 @@ from tunekit.cli.tune import problem_options
 DEFAULT_DIR = "reports"
 
 
-def write_run_report(problem: Any, gpu: Any, backend: str, solver: str, out: str) -> Path:
-    """Tune ``problem`` for the report and write its page; returns the page's path."""
+def write_run_report(
+    problem: Any, gpu: Any, backend: str, solver: str, out: str, db_path: str | None = None
+) -> Path:
+    """Tune ``problem`` for the report, add the tuning database's measurements, write the page;
+    returns the page's path."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -29,14 +32,25 @@ def write_run_report(problem: Any, gpu: Any, backend: str, solver: str, out: str
             "reports draw their plots with matplotlib, which is not installed: pip install 'tunekit[report]'"
         ) from None
     from tunekit import report
+    from tunekit.db import TuningDBError
 
-    return report.write(report.collect(problem, gpu, backend, solver=solver), out)
+    try:
+        measured = report.stored_measurements(problem, gpu, backend, db=db_path)
+    except TuningDBError as exc:
+        raise ValueError(str(exc)) from exc
+    return report.write(report.collect(problem, gpu, backend, measurements=measured, solver=solver), out)
 
 
 @main.command("report")
 @problem_options
 @click.option("--out", default=DEFAULT_DIR, show_default=True, help="Folder the run's page goes under.")
 @click.option("--solver", default="auto", show_default=True, help="As tunekit tune's --solver.")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="Tuning database with the measurements (default: $TUNEKIT_DB, else the user's cache).",
+)
 def report_command(
     gpu: str,
     cell: str,
@@ -49,6 +63,7 @@ def report_command(
     as_json: bool,
     out: str,
     solver: str,
+    db_path: str | None,
 ) -> None:
     """Write an HTML page with plots for one tuning run: every family's candidates against their
     binding limit, the chosen configuration's slack on every limit, feasible counts per family, the
@@ -61,7 +76,7 @@ def report_command(
         problem = Problem(
             cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction=direction
         )
-        page = write_run_report(problem, gpu, backend, solver, out)
+        page = write_run_report(problem, gpu, backend, solver, out, db_path)
     except (ValueError, OSError) as exc:
         fail(str(exc), as_json=as_json)
     if as_json:
