@@ -32,9 +32,6 @@ from tunekit.problem import FAMILIES, KernelConfig, Problem
 
 __all__ = ["Choice", "Generated", "choose", "generatable_families", "generate", "package_files"]
 
-BACKENDS = ("auto", *FAMILIES)
-
-
 @dataclass(frozen=True)
 class Choice:
     """The configuration a package is generated for, with what the model predicts and why it won."""
@@ -126,8 +123,9 @@ def left_out_note(backend: str) -> str | None:
 
 
 def _families(backend: str) -> tuple[str, ...]:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: got {backend!r}, expected one of {list(BACKENDS)}")
+    from tunekit.tuning import check_backend
+
+    check_backend(backend)  # ValueError naming the backends
     if backend != "auto":
         why = _missing(backend)
         if why is not None:
