@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import subprocess
 from pathlib import Path
 
@@ -19,13 +20,13 @@ import sympy
 import torch
 import triton  # conftest.py has set TRITON_INTERPRET=1 before this import
 from cellcases import ALL_CELLS, CELL_IDS, incoming_grads, step_inputs
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tunekit.cells import Cell, get_cell
 from tunekit.cells.derive import backward_inputs, backward_outputs, forward_inputs, forward_outputs
 from tunekit.cells.printers import CUDA_PRELUDE, PRINTERS, TORCH_PRELUDE, TRITON_PRELUDE, printed_code
-from tunekit.cells.spec import maximum, sigmoid, tanh, where
+from tunekit.cells.spec import at_least, logsigmoid, maximum, no_grad, sigmoid, tanh, where
 from tunekit.reference import backward_step, forward_step
 
 SIZE, BLOCK = 301, 64  # 301 elements in blocks of 64: the last block is masked
@@ -261,6 +262,8 @@ def test_torch_printing_of_random_expressions_evaluates_like_sympy(expr):
 
 @settings(max_examples=40, deadline=None)
 @given(expr=EXPRESSIONS)
+# found by Hypothesis in a fresh clone: the constant maximum(2, tanh(2)**3) had no numeric value
+@example(expr=tanh(tanh(maximum(2, tanh(2) ** 3)) ** 3) ** 3)
 def test_printed_derivatives_of_random_expressions_equal_autograd_of_the_printed_expression(expr):
     """SymPy's derivative rules for the cell functions (select, maximum, Max, sigmoid, ...) agree with
     what autograd does through their torch printing, away from ties (the inputs avoid the constants)."""
@@ -295,3 +298,46 @@ def test_nested_where_inside_a_comparison_prints_as_nested_selects():
         "torch.where(torch.where(a > b, a, b) > 0.5, "
         "a * torch.where(a > b, torch.full_like(a, 1.0), 0.0) + torch.where(a > b, a, b), 0.0)"
     )
+
+
+_T2 = math.tanh(2.0)
+# every custom function of tunekit.cells.spec in a constant subexpression, with its value from math
+CONSTANTS = [
+    ("sigmoid", sigmoid(tanh(2)), 1 / (1 + math.exp(-_T2))),
+    ("logsigmoid", logsigmoid(-3 * tanh(2)), -math.log1p(math.exp(3 * _T2))),
+    ("logsigmoid-large", logsigmoid(-300 * tanh(2)), -300 * _T2),
+    ("maximum", maximum(2, tanh(2) ** 3), 2.0),
+    ("maximum-second", maximum(tanh(2) ** 3, 2), 2.0),
+    ("at_least-true", at_least(1, tanh(2)), 1.0),
+    ("at_least-false", at_least(tanh(2), 1), 0.0),
+    ("no_grad", no_grad(tanh(2)), _T2),
+    ("where-on-a-tie", where(maximum(tanh(2), 1) >= 1, sigmoid(3), 2), 1 / (1 + math.exp(-3))),
+    ("where-false", where(maximum(tanh(2), 1) > 1, sigmoid(3), 2), 2.0),
+    ("hypothesis-example", tanh(tanh(maximum(2, tanh(2) ** 3)) ** 3) ** 3, math.tanh(math.tanh(2) ** 3) ** 3),
+]
+
+
+@pytest.mark.parametrize("lang", ["torch", "triton", "cuda"])
+@pytest.mark.parametrize(("expr", "value"), [c[1:] for c in CONSTANTS], ids=[c[0] for c in CONSTANTS])
+def test_constant_subexpressions_of_every_custom_function_print_as_their_value(expr, value, lang):
+    printed = PRINTERS[lang](expr)
+    assert float(printed.removesuffix("f")) == pytest.approx(value, rel=1e-15, abs=1e-300)
+    # inside an expression of a symbol, the constant is one literal
+    a = sympy.Symbol("a", real=True)
+    beside = PRINTERS[lang](a + expr)
+    assert PRINTERS[lang].number(float(expr)) in beside and "maximum" not in beside, beside
+
+
+def test_a_constant_without_a_numeric_value_is_a_clear_error():
+    class opaque(sympy.Function):  # noqa: N801 (a user function SymPy cannot evaluate)
+        nargs = 1
+
+    with pytest.raises(ValueError, match=r"cannot evaluate the constant opaque\(2\) as a number for torch"):
+        PRINTERS["torch"](opaque(2))
+
+
+def test_the_ci_hypothesis_profile_is_derandomized_without_a_database():
+    """CI=1 (set by .ci/run) must give one result per commit; tests/conftest.py registers the profile."""
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None and ci.print_blob and ci.max_examples == 100
+    assert settings.get_profile("dev").print_blob

@@ -99,7 +99,13 @@ class _Printer:
         if isinstance(expr, sympy.Symbol):
             return expr.name, _ATOM
         if expr.is_number and not expr.free_symbols and not isinstance(expr, sympy.Piecewise):
-            value = float(expr)
+            try:
+                value = float(expr)
+            except TypeError as exc:  # a constant SymPy cannot evaluate: a function without evalf
+                raise ValueError(
+                    f"expression: cannot evaluate the constant {expr} as a number for {self.lang}; "
+                    "a cell function needs numeric evaluation (see tunekit.cells.spec._Numeric)"
+                ) from exc
             return self.number(value), (_MUL if value < 0 else _ATOM)
         if isinstance(expr, sympy.Add):
             return self._add(expr), _ADD
