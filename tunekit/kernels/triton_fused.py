@@ -16,10 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from tunekit import cache as tunekit_cache
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
-from tunekit.files import write_atomic
 
 FAMILY = "triton-fused"
 # config=None in the interpreter for a shape the a100 model rejects; the smallest tl.dot batch tile
@@ -102,24 +100,21 @@ def launch_params(config: Any, cell: str, head_dim: int, dtype: torch.dtype | st
 
 
 def cache_dir() -> Path:
-    """Per-user directory for rendered kernel files (Triton reads a kernel's source from its file)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "tunekit" / "triton"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}" / "triton"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Per-user private directory for rendered kernel files (Triton reads a kernel's source from its file)."""
+    return tunekit_cache.cache_dir("triton")
 
 
 def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
-    """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked."""
+    """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked.
+
+    The file name is the checked ``stem`` (a canonical configuration name and role) plus the
+    source's digest; the entry is verified by its header hash and rewritten when it is bad.
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    path = tunekit_cache.entry_path("triton", f"{stem}-{digest}", ".py")
+    if tunekit_cache.read_text_entry(path) != source:
+        tunekit_cache.write_text_entry(path, source)
     safe = re.sub(r"[^A-Za-z0-9_]", "_", stem)
-    path = cache_dir() / f"{stem}-{digest}.py"
-    if not path.exists() or path.read_text(encoding="utf-8") != source:
-        write_atomic(path, source)
     module_name = f"tunekit_generated.{safe}_{digest}_{'interp' if interpret else 'jit'}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -135,6 +130,9 @@ def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
 def _kernel_module(cell_name: str, role: str, config_name: str, profile: str, interpret: bool) -> ModuleType:
     from tunekit.cells import get_cell
 
+    # both reach the generated file's name and header comment: canonical-name characters only
+    tunekit_cache.check_entry_name(config_name, "config name")
+    tunekit_cache.check_entry_name(profile, "config profile")
     source = render(KernelSpec(get_cell(cell_name), role), {"name": config_name, "profile": profile})
     return _import_source(source, f"{config_name}-{role}", interpret)
 
