@@ -121,16 +121,23 @@ def test_triton_code_runs_in_the_interpreter_and_equals_the_torch_step(cell, dir
         torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the interpreter's numpy warns on any overflow
+@pytest.mark.parametrize("magnitude", [10.0, 1e4], ids=["10", "1e4"])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "slstm"])
-def test_triton_code_saturates_without_nan_for_large_preactivations(cell, direction, tmp_path):
-    """Each of wx, ry, b at ±10, so pre-activations reach ±30: the printed helpers (tanh via sigmoid,
-    logsigmoid via exp(-|x|)) and the sLSTM's stabilizer keep float32 finite; results match float64
-    up to float32 cancellation. (Beyond about ±88 at the sLSTM's first step, f' = exp(lf - i)
-    overflows float32 in DESIGN's formula itself, though it multiplies c = n = 0.)"""
-    for name, got, want in triton_and_torch_step(get_cell(cell), direction, tmp_path, magnitude=10.0):
+def test_triton_code_saturates_without_overflow_for_large_preactivations(
+    cell, direction, magnitude, tmp_path
+):
+    """Each of wx, ry, b at ±magnitude, so pre-activations reach ±3e4: the printed helpers (sigmoid
+    and logsigmoid via exp(-|x|), tanh via sigmoid) and the sLSTM's stabilizer and empty memory
+    (n == 0: f' = 0 without evaluating exp(lf - i)) keep float32 finite with no overflow anywhere;
+    results match float64 up to float32 cancellation: exponents such as i - m' are differences of
+    pre-activations of size 3 * magnitude, known to float32's 2^-24 of that, which exp turns into a
+    relative error of the same size (3 * 3e4 * 2^-24 = 5.4e-3 at ±1e4, with a factor 3 of margin)."""
+    tol = max(1e-4, 3 * 3 * magnitude * 2.0**-24)
+    for name, got, want in triton_and_torch_step(get_cell(cell), direction, tmp_path, magnitude=magnitude):
         assert torch.isfinite(got).all(), name
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def cuda_step_kernel(cell: Cell, direction: str) -> str:
