@@ -23,7 +23,7 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["check_target", "ensure_folder", "write_atomic"]
 
 
 def _error(kind: type[OSError], code: int | None, message: str) -> OSError:
@@ -56,6 +56,49 @@ def _target(path: str | os.PathLike) -> Path:
     return target
 
 
+def check_target(path: str | os.PathLike, *, make_parents: bool = False) -> Path:
+    """The file :func:`write_atomic` would replace (a final symlink followed), checked without writing.
+
+    Raises the errors of :func:`write_atomic` for the target and its folder, so a command can check
+    its ``--out`` before hours of work rather than after.
+    """
+    target = _target(path)
+    folder = target.parent
+    if make_parents:
+        ensure_folder(folder)
+    if not folder.is_dir():
+        if folder.exists():
+            raise _error(NotADirectoryError, errno.ENOTDIR, f"cannot write {path}: {folder} is not a folder")
+        message = f"cannot write {path}: its folder {folder} does not exist (create it first)"
+        raise _error(FileNotFoundError, errno.ENOENT, message)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _error(
+            PermissionError, errno.EACCES, f"cannot write {path}: its folder {folder} is not writable"
+        )
+    return target
+
+
+def ensure_folder(path: str | os.PathLike) -> Path:
+    """``path`` as an existing, writable folder (created with its parents if missing), else a clear error."""
+    if isinstance(path, str | os.PathLike) and not str(os.fspath(path)).strip():
+        raise ValueError("folder: got an empty path, expected a folder such as 'reports'")
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise _error(
+            NotADirectoryError, errno.ENOTDIR, f"cannot use {folder} as a folder: it is a file"
+        ) from None
+    except OSError as exc:
+        message = f"cannot create the folder {folder}: {exc.strerror or exc}"
+        raise _error(type(exc), exc.errno, message) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _error(
+            PermissionError, errno.EACCES, f"cannot write into the folder {folder}: permission denied"
+        )
+    return folder
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes, *, make_parents: bool = False) -> None:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` via a temporary file and ``os.replace``.
 
@@ -64,7 +107,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, make_parents: bo
     never a mix. The data is flushed to disk (``fsync``) before the rename. See the module
     docstring for symlinks, special files and the errors.
     """
-    target = _target(path)
+    target = check_target(path, make_parents=make_parents)
     if isinstance(data, str):
         payload = data.encode("utf-8")
     elif isinstance(data, bytes | bytearray | memoryview):
@@ -72,13 +115,6 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, make_parents: bo
     else:
         raise ValueError(f"data: got {type(data).__name__}, expected str or bytes")
     folder = target.parent
-    if make_parents:
-        folder.mkdir(parents=True, exist_ok=True)
-    if not folder.is_dir():
-        if folder.exists():
-            raise _error(NotADirectoryError, errno.ENOTDIR, f"cannot write {path}: {folder} is not a folder")
-        message = f"cannot write {path}: its folder {folder} does not exist (create it first)"
-        raise _error(FileNotFoundError, errno.ENOENT, message)
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
