@@ -305,6 +305,7 @@ def _special(tmp_path: Path, kind: str) -> Path:
         ("huge", "2097152 bytes; a profile is a small TOML file"),
         ("symlink-to-dev-zero", "not a regular file"),
     ],
+    ids=["binary", "fifo", "directory", "missing", "huge", "symlink-to-dev-zero"],
 )
 def test_profile_files_that_are_not_profiles(tmp_path, kind, words):
     path = _special(tmp_path, kind)
