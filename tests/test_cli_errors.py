@@ -148,9 +148,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()):
             yield (*path, name), command
 
 
-# `tunekit validate` is being rewritten in the cuda-runtime branch (issue 9), which gives its help
-# the example; every other command is checked here
-COMMANDS = [path for path, _ in _commands(main) if path != ("validate",)]
+COMMANDS = [path for path, _ in _commands(main)]
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) or "tunekit" for p in COMMANDS])
