@@ -2,7 +2,7 @@
 the exact outcome (the error class itself, not a subclass, and the words that name the problem).
 
 Grouped by where the input enters: the CLI, the Python API, hardware profiles, kernel
-configurations, caches and files, and the tuning database (issue 11, filled at integration).
+configurations, caches and files, and the tuning database.
 Keep it growing with every feature: a new way in gets its group, a new check its entries.
 """
 
@@ -19,16 +19,18 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from dbcases import ranked, synthetic  # noqa: E402  (tests/ is on sys.path)
 
 import tunekit
 from tunekit import cache
 from tunekit.cells import Cell, get_cell, register_cell
 from tunekit.cli import main as cli_main
 from tunekit.config_check import check_config
+from tunekit.db import EXPORT_FORMAT, ExportFormatError, TuningDB, TuningDBError
 from tunekit.files import write_atomic
 from tunekit.hardware import load_profile, load_profile_file, profile_to_toml
 from tunekit.kernels.triton_fused import SECOND_DERIVATIVE_ERROR, fused_rnn
-from tunekit.problem import KernelConfig, Problem
+from tunekit.problem import PARAM_TAGS, KernelConfig, Problem
 from tunekit.tuning import tune
 
 
@@ -479,7 +481,152 @@ def test_a_corrupt_cached_kernel_is_rebuilt(private_cache):
 
 
 # ---- 6. the tuning database (issue 11) ----------------------------------------------------------
-# TO BE FILLED AT INTEGRATION by the lead (the database is being built in the tuning-db branch):
-# a corrupt or truncated SQLite file, a file that is not SQLite, a record from another schema
-# version, a record whose configuration fails check_config, a database path that is a folder, a
-# FIFO or read-only, `tunekit db import` of hostile JSON. Each as a Case in a DATABASE list here.
+# A damaged or foreign file is never trusted: moved aside (kept byte for byte) with one reported
+# line, and a fresh database is used. Paths that cannot be a database, exports from elsewhere or
+# tampered with, and records naming what does not exist are one-line errors that name the problem.
+
+
+def _db_file(tmp: Path, kind: str) -> Path:
+    """A database path prepared as ``kind``."""
+    import sqlite3
+
+    path = tmp / "tuning.sqlite"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "random-bytes":
+        path.write_bytes(bytes(range(256)) * 20)
+    elif kind == "truncated-sqlite":
+        with TuningDB(path) as db:
+            db.record_run(synthetic(3, "t"), "test")
+        path.write_bytes(path.read_bytes()[:700])
+        for side in ("-wal", "-shm"):
+            Path(f"{path}{side}").unlink(missing_ok=True)
+    elif kind == "foreign-schema":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.commit()
+        conn.close()
+    elif kind == "newer-schema":
+        with TuningDB(path):
+            pass
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA user_version = 999")
+        conn.commit()
+        conn.close()
+    return path
+
+
+def _db_opens(tmp: Path, kind: str) -> None:
+    TuningDB(_db_file(tmp, kind), report=lambda line: None).close()
+
+
+DATABASE_REFUSED = [
+    ("folder", TuningDBError, r"is a directory; expected the database file, e\.g\. .*/tuning\.sqlite"),
+    ("fifo", TuningDBError, r"is not a regular file \(a FIFO, device or socket\)"),
+    ("newer-schema", TuningDBError, r"schema version 999|newer"),
+]
+
+
+@pytest.mark.parametrize(("kind", "error", "words"), DATABASE_REFUSED, ids=[d[0] for d in DATABASE_REFUSED])
+def test_database_paths_that_cannot_be_used(tmp_path, kind, error, words):
+    with pytest.raises(BaseException) as caught:
+        _db_opens(tmp_path, kind)
+    assert type(caught.value) is error and re.search(words, str(caught.value)), caught.value
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("random-bytes", r"was not an SQLite file; moved it to tuning\.sqlite\.corrupt-\d{8}T\d{6}Z"),
+        ("truncated-sqlite", r"moved it to tuning\.sqlite\.corrupt-"),
+        ("foreign-schema", r"was another program's database .*tables: users.*; moved it to"),
+    ],
+    ids=["random-bytes", "truncated-sqlite", "foreign-schema"],
+)
+def test_damaged_databases_are_moved_aside_reported_once_and_replaced(tmp_path, kind, words):
+    path = _db_file(tmp_path, kind)
+    before = path.read_bytes()
+    lines: list[str] = []
+    with TuningDB(path, report=lines.append) as db:
+        assert db.count() == 0  # a fresh database, nothing trusted from the damaged one
+    assert len(lines) == 1 and re.search(words, lines[0]), lines
+    (kept,) = tmp_path.glob("tuning.sqlite.corrupt-*")
+    assert kept.read_bytes() == before  # moved aside byte for byte, never deleted
+
+
+def test_a_named_database_in_a_missing_folder_is_refused_not_created(tmp_path):
+    with pytest.raises(TuningDBError, match=r"its folder .*/missing does not exist; create it"):
+        TuningDB(tmp_path / "missing" / "tuning.sqlite")
+    assert not (tmp_path / "missing").exists()
+
+
+def _export(tmp: Path, text: str) -> Path:
+    path = tmp / "export.json"
+    path.write_text(text)
+    return path
+
+
+def _one_record(**change: Any) -> str:
+    from tunekit.db.exchange import dumps
+
+    data = json.loads(dumps([ranked(top=1)[0][1]]))  # a real record: its name matches its fields
+    data["records"][0].update(change)
+    return json.dumps(data)
+
+
+IMPORTS = [
+    ("not-json", "{nope", r"export\.json: not JSON"),
+    ("empty", "", r"export\.json: not JSON"),
+    ("other-format", json.dumps({"format": "x", "version": 1, "records": []}),
+     r"not a tunekit tuning-database export \(no \"format\": 'tunekit-tuning-db'\)"),
+    ("newer-version", json.dumps({"format": EXPORT_FORMAT, "version": 999, "records": []}), r"export version "
+     r"999; this tunekit reads version 1"),
+    ("unknown-family", _one_record(family="cuda-magic"), r"record 0, field 'family': got 'cuda-magic'"),
+    ("unknown-tier", _one_record(tier="trusted-by-me"), r"record 0, field 'tier'"),
+    ("negative-batch", _one_record(batch=-3), r"record 0, field 'batch'"),
+    ("path-as-config-name", _one_record(config_name="../../etc/passwd"), r"record 0, field 'config_name'"),
+]  # fmt: skip
+
+
+def _tampered_consistently() -> str:
+    """A record whose tunable is outside the model's domain, its name rewritten to match."""
+    from tunekit.db.exchange import dumps
+
+    data = json.loads(dumps([ranked(top=1)[0][1]]))
+    record = data["records"][0]
+    old = "-".join(f"{PARAM_TAGS.get(k, k)}{v}" for k, v in record["params"])
+    record["params"][0][1] = 999983  # in no family's domain
+    new = "-".join(f"{PARAM_TAGS.get(k, k)}{v}" for k, v in record["params"])
+    record["config_name"] = record["config_name"].replace(old, new)
+    return json.dumps(data)
+
+
+IMPORTS.append(
+    ("tunable-outside-the-model", _tampered_consistently(), r"record 0, field 'params': not a [a-z-]+ "
+     r"configuration of this problem: config \w+: got 999983, expected one of")
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "words"), [i[1:] for i in IMPORTS], ids=[i[0] for i in IMPORTS])
+def test_hostile_exports_are_refused_whole(tmp_path, text, words):
+    from tunekit.db.exchange import read_export
+
+    with pytest.raises(BaseException) as caught:
+        read_export(_export(tmp_path, text))
+    assert type(caught.value) is ExportFormatError, caught.value
+    assert re.search(words, str(caught.value)), caught.value
+
+
+def test_db_import_of_a_hostile_file_is_one_error_line_and_changes_nothing(tmp_path):
+    db = tmp_path / "tuning.sqlite"
+    with TuningDB(db) as opened:
+        opened.record_run(synthetic(2, "keep"), "test")
+    bad = _export(tmp_path, _one_record(family="cuda-magic"))
+    result = CliRunner().invoke(cli_main, ["db", "import", str(bad), "--db", str(db)])
+    assert (
+        result.exit_code == 2 and result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+    )
+    with TuningDB(db) as opened:
+        assert opened.count() == 2  # all or nothing

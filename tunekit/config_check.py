@@ -46,6 +46,25 @@ LABELS = ("name", "profile", "gpu")
 DEFAULT_PROFILE = "a100"
 
 
+# (family, problem, id(profile)) -> (profile, space): a runtime checks its configuration on every
+# call, and building a space costs milliseconds; the profile is kept so its id stays its own
+_SPACES: dict[tuple[str, Problem, int], tuple[Any, Any]] = {}
+_SPACES_MAX = 256
+
+
+def _space(family: str, problem: Problem, profile: Any) -> Any:
+    """``build_space(family, problem, profile)``, memoised per profile object."""
+    from tunekit.constraints import build_space
+
+    key = (family, problem, id(profile))
+    hit = _SPACES.get(key)
+    if hit is None or hit[0] is not profile:
+        if len(_SPACES) >= _SPACES_MAX:
+            del _SPACES[next(iter(_SPACES))]
+        hit = _SPACES[key] = (profile, build_space(family, problem, profile))
+    return hit[1]
+
+
 def _family(family: str) -> str:
     if family not in FAMILIES:
         raise ValueError(f"family: got {family!r}, expected one of {list(FAMILIES)}")
@@ -128,14 +147,12 @@ def check_config(config: Any, family: str, problem: Problem, *, gpu: Any = None)
     Example: ``check_config({"block_b": 16, "num_warps": 4, "num_stages": 1}, "triton-fused",
     Problem("lstm", batch=8, heads=1, head_dim=48, direction="both"))``.
     """
-    from tunekit.constraints import build_space
-
     _family(family)
     if not isinstance(problem, Problem):
         raise ValueError(f"problem: got {type(problem).__name__}, expected a tunekit.problem.Problem")
     if isinstance(config, KernelConfig):
         _belongs(config, family, problem)
-        space = build_space(family, config.problem, _profile(gpu if gpu is not None else config.gpu))
+        space = _space(family, config.problem, _profile(gpu if gpu is not None else config.gpu))
         values: Mapping[str, Any] = config.params
         where = f"{config.problem.cell} {config.problem.tag} on {space.gpu.name}"
     elif isinstance(config, Mapping):
@@ -146,7 +163,7 @@ def check_config(config: Any, family: str, problem: Problem, *, gpu: Any = None)
         labels = {k: _label(k, config[k]) for k in LABELS if k in config}
         named = labels.get("profile") or labels.get("gpu") or DEFAULT_PROFILE
         profile = _profile(gpu if gpu is not None else named)
-        space = build_space(family, problem, profile)
+        space = _space(family, problem, profile)
         unknown = [k for k in unknown if k not in space.tunables]
         if unknown:
             known = [*space.tunables, *OPTIONS[family], *LABELS]
