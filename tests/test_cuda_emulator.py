@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tunekit.cuda import CudaProgram, KernelEntry, LaunchDims, LaunchRefused
-from tunekit.cuda.emu_build import _private_dir, build_program, cache_dir
+from tunekit.cuda.emu_build import build_program, cache_dir
 from tunekit.cuda.emulator import LAUNCHES, EmulatorBuildError, EmulatorRunner, co_resident_blocks
 from tunekit.hardware import load_profile
 
@@ -316,18 +316,6 @@ def test_a_damaged_cached_program_is_rebuilt_not_loaded():
     y = torch.arange(32, dtype=torch.float32)
     EmulatorRunner().launch(program, "twice", dims((1, 1, 1), (32, 1, 1)), [y])
     assert torch.equal(y, 2 * torch.arange(32, dtype=torch.float32))
-
-
-def test_cache_directories_are_private(tmp_path):
-    loose = tmp_path / "loose"
-    loose.mkdir(mode=0o755)
-    loose.chmod(0o755)
-    assert _private_dir(loose).stat().st_mode & 0o777 == 0o700  # ours, no one else writes: tightened
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)
-    with pytest.raises(PermissionError, match=r"mode 777: other users can write into it"):
-        _private_dir(shared)
 
 
 def test_the_portable_ucontext_switch_runs_the_same_kernels():

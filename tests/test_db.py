@@ -255,6 +255,7 @@ def test_an_export_imported_elsewhere_gives_the_same_bytes_and_lookups(tmp_path:
         text = here.export_text()
         assert text == here.export_text()  # stable
         chosen = best(A100, SMALL, db=here)
+    (tmp_path / "there").mkdir()
     with TuningDB(tmp_path / "there" / "tuning.sqlite") as there:
         assert there.import_records(loads(text)) == (len(loads(text)), 0)
         assert there.export_text() == text

@@ -29,6 +29,14 @@ from tunekit.problem import FAMILIES
 CUDA = torch.device("cuda", 0)  # only its type is read: nothing runs on it here
 
 
+@pytest.fixture(autouse=True)
+def empty_state(monkeypatch, tmp_path):
+    """Each test starts with an empty tuning database and no decision taken in this process."""
+    monkeypatch.setenv("TUNEKIT_DB", str(tmp_path / "tuning.sqlite"))
+    monkeypatch.setattr(layer_backend, "_TUNED", {})
+    monkeypatch.setattr(layer_backend, "_DECIDED", {})
+
+
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """A CUDA device whose detected profile is the h100's (no GPU needed to decide)."""
@@ -46,8 +54,13 @@ def tune_calls(monkeypatch) -> list:
         return real(problem, gpu, **kwargs)
 
     monkeypatch.setattr(tunekit.tuning, "tune", counting)
-    monkeypatch.setattr(layer_backend, "_TUNED", {})
     return calls
+
+
+def forget_this_process(monkeypatch):
+    """What a new process knows: nothing tuned or decided (the database persists)."""
+    monkeypatch.setattr(layer_backend, "_TUNED", {})
+    monkeypatch.setattr(layer_backend, "_DECIDED", {})
 
 
 def choose(requested="auto", config=None, cell="lstm", *, batch=16, heads=2, head_dim=64,
@@ -202,3 +215,40 @@ def test_auto_on_the_local_gpu_runs_a_tuned_kernel_equal_to_the_reference():
         with torch.no_grad():
             layer(x)
         assert "forward: " in layer.describe()
+
+
+def test_a_decision_is_stored_and_the_next_process_reads_it_without_tuning(fake_gpu, tune_calls, monkeypatch):
+    first = choose()
+    assert first.tier == "predicted" and "analytic cost model" in first.reason and len(tune_calls) >= 1
+    forget_this_process(monkeypatch)
+    tune_calls.clear()
+    again = choose()
+    assert tune_calls == []  # looked up, not tuned
+    assert (again.backend, again.config, again.tier) == (first.backend, first.config, "predicted")
+    assert again.reason.startswith("the tuning database's best predicted record on h100-sxm5-80gb (recorded ")
+
+
+def test_a_measured_record_in_the_database_beats_the_models_pick(fake_gpu, tune_calls, monkeypatch):
+    from dbcases import measured
+
+    from tunekit.cost import active_constants
+    from tunekit.db import TuningDB, predicted_record
+
+    problem = tunekit.Problem("lstm", 16, 2, 64, "bfloat16", "both")
+    result = tunekit.tuning.tune(problem, "h100", backend="triton-fused", top=3)
+    digest = active_constants().digest
+    slowest = predicted_record(result.candidates[-1], result.gpu, len(result.candidates) - 1, digest)
+    with TuningDB() as db:
+        db.record_run([measured(slowest, [5.0, 5.1, 4.9])], "test")
+    tune_calls.clear()
+    decision = choose()
+    assert tune_calls == [] and decision.tier == "measured"
+    assert decision.config == result.candidates[-1].config  # timed beats predicted, whatever the rank
+    assert "the tuning database's best measured record" in decision.describe()
+
+
+def test_an_unreadable_database_never_stops_a_layer(fake_gpu, tune_calls, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNEKIT_DB", str(tmp_path))  # a directory, not a database file
+    decision = choose()
+    assert decision.tier == "predicted" and "analytic cost model" in decision.reason
+    assert "tuning database" in decision.reason

@@ -3,10 +3,12 @@
 Two levels:
 
 * :func:`decide` is the seam: ``(profile, problem, families) -> Decision`` for a shape on a GPU
-  profile, among the kernel families that can run there. Today it tunes with the analytic model
-  (:func:`tunekit.tuning.tune`, tier "predicted"), once per (profile, problem, family) in this
-  process. The tuning database plugs in here: look the problem up, return its stored decision
-  (tier "compiler-verified" or "measured"), else tune and store.
+  profile, among the kernel families that can run there. It looks the problem up in the tuning
+  database (:func:`tunekit.db.best`: a measured, compiler-verified or current predicted record,
+  most trusted first) and returns that; when nothing is stored it tunes with the analytic model
+  (:func:`tunekit.tuning.tune`, tier "predicted", once per (profile, problem, family) in this
+  process) and stores the ranked candidates, so the next process finds them. A database that
+  cannot be read or written never stops a layer: the reason says what happened.
 * :func:`choose` is what a layer calls, once per shape (the layer keeps the answer): it turns the
   requested backend, the user's configuration, the device and the dtype into a :class:`Decision`,
   falling back to the reference only where no kernel can run (a CPU, a dtype or cell no kernel
@@ -103,13 +105,71 @@ def _tuned(profile: GPUProfile, problem: Problem, family: str) -> TuneResult:
     return answer
 
 
-def decide(profile: GPUProfile, problem: Problem, families: Sequence[str]) -> Decision:
-    """The fastest predicted configuration of ``problem`` on ``profile`` among ``families``.
+def _stored(profile: GPUProfile, problem: Problem, families: Sequence[str]) -> tuple[Any, str]:
+    """(the tuning database's best record or None, a note when the database could not be read)."""
+    from tunekit.db import TuningDBError, best
 
-    The tuning database plugs in here (look up, else tune and store). Raises
-    :class:`tunekit.tuning.NoFeasibleConfig` when no family in ``families`` has a configuration.
+    try:
+        return best(profile, problem, tuple(families)), ""
+    except (TuningDBError, OSError, ValueError) as error:
+        return None, f"the tuning database could not be read ({error})"
+
+
+def _store(profile: GPUProfile, results: Sequence[TuneResult]) -> str:
+    """Record every family's ranked candidates (tier "predicted"); a note when that failed."""
+    from tunekit.cost import active_constants
+    from tunekit.db import TuningDB, TuningDBError, predicted_record
+
+    digest = active_constants().digest
+    records = [
+        predicted_record(c, profile, rank, digest) for r in results for rank, c in enumerate(r.candidates)
+    ]
+    try:
+        with TuningDB() as db:
+            db.record_run(records, "tunekit layer (backend='auto')")
+    except (TuningDBError, OSError) as error:
+        return f"; not stored in the tuning database ({error})"
+    return ""
+
+
+def _from_record(record: Any, profile: GPUProfile) -> Decision:
+    predicted = record.predicted.get("time_us_per_step") if record.predicted else None
+    return Decision(
+        backend=record.family,
+        config=record.config(),
+        tier=record.tier,
+        reason=f"the tuning database's best {record.tier} record on {profile.name} "
+        f"(recorded {record.updated_at})",
+        profile=profile.name,
+        predicted_us_per_step=None if predicted is None else float(predicted),
+    )
+
+
+def decide(profile: GPUProfile, problem: Problem, families: Sequence[str]) -> Decision:
+    """The most trusted configuration of ``problem`` on ``profile`` among ``families``: the tuning
+    database's best record when one is stored, else the fastest the cost model predicts (stored).
+
+    Raises :class:`tunekit.tuning.NoFeasibleConfig` when nothing is stored and no family in
+    ``families`` has a configuration.
     """
+    key = (profile.name, problem, tuple(families))
+    if key not in _DECIDED:
+        _DECIDED[key] = _decide(profile, problem, families)
+        if len(_DECIDED) > _TUNED_MAX:
+            del _DECIDED[next(iter(_DECIDED))]
+    return _DECIDED[key]
+
+
+# (profile name, problem, families) -> the decision: a shape is looked up and tuned once a process
+_DECIDED: dict[tuple[str, Problem, tuple[str, ...]], Decision] = {}
+
+
+def _decide(profile: GPUProfile, problem: Problem, families: Sequence[str]) -> Decision:
     from tunekit.tuning import NoFeasibleConfig
+
+    record, note = _stored(profile, problem, families)
+    if record is not None:
+        return _from_record(record, profile)
 
     results, empty = [], []
     for family in families:
@@ -132,6 +192,7 @@ def decide(profile: GPUProfile, problem: Problem, families: Sequence[str]) -> De
         reason += f" (others, µs/step: {', '.join(others)})"
     if empty:
         reason += f"; no configuration fits {', '.join(e.spaces[0].family for e in empty)}"
+    reason += f"; {note}" if note else _store(profile, results)
     return Decision(
         backend=best.backend,
         config=best.config,

@@ -14,10 +14,10 @@ import os
 import click
 
 from tunekit.cli import main
-from tunekit.cli.errors import EXIT_FAILED, fail
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 
 
-@main.command("calibrate")
+@main.command("calibrate", epilog=example("tunekit calibrate", "tunekit calibrate --source published --json"))
 @click.option(
     "--source",
     type=click.Choice(["auto", "measured", "published"]),

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunekit.cli import main
-from tunekit.cli.errors import EXIT_FAILED, fail
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 
 _DB_HELP = "Tuning database file (default: $TUNEKIT_DB, else tuning.sqlite in the user's cache directory)."
 
@@ -67,24 +67,26 @@ def _summary(record: Any) -> dict[str, Any]:
     }
 
 
-@main.group("db")
+@main.group(
+    "db", epilog=example("tunekit db list --gpu a100 --cell lstm", "tunekit db export --out tuning.json")
+)
 def db_group() -> None:
     """The tuning database: where it is, what it holds, export and import."""
 
 
-@db_group.command("path")
+@db_group.command("path", epilog=example("tunekit db path", "TUNEKIT_DB=./team.sqlite tunekit db path"))
 @_db_option
 def path_command(db_path: str | None) -> None:
     """Print the database file's path (it may not exist yet)."""
     click.echo(str(_path(db_path)))
 
 
-@db_group.command("list")
+@db_group.command("list", epilog=example("tunekit db list --gpu h100 --tier measured --json"))
 @_db_option
 @click.option("--gpu", default=None, help="Only this GPU profile (name or alias).")
 @click.option("--cell", default=None, help="Only this cell.")
 @click.option("--backend", default=None, help="Only this kernel family.")
-@click.option("--tier", default=None, help="Only predicted, verified or measured records.")
+@click.option("--tier", default=None, help="Only predicted, compiler-verified or measured records.")
 @click.option("--status", default=None, help="Only ok, rejected or failed records.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list instead of a table.")
 def list_command(
@@ -145,7 +147,10 @@ def list_command(
     Console(highlight=False).print(table)
 
 
-@db_group.command("show")
+@db_group.command(
+    "show",
+    epilog=example("tunekit db show lstm-fwd-tritonfused-D64-N1-B16-bf16-a100-sxm4-80gb-bb16-w4-s1-dp64"),
+)
 @click.argument("name")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON (the export's fields).")
@@ -177,7 +182,7 @@ def show_command(name: str, db_path: str | None, as_json: bool) -> None:
             click.echo(f"  {field}: {value}")
 
 
-@db_group.command("export")
+@db_group.command("export", epilog=example("tunekit db export --out tuning.json"))
 @_db_option
 @click.option(
     "--out", "out_path", default=None, type=click.Path(dir_okay=False), help="File (default: stdout)."
@@ -203,7 +208,7 @@ def export_command(db_path: str | None, out_path: str | None) -> None:
     click.echo(f"wrote {len(records)} records to {out_path}")
 
 
-@db_group.command("import")
+@db_group.command("import", epilog=example("tunekit db import tuning.json"))
 @click.argument("file", type=click.Path(dir_okay=True))
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunekit.cli import main
-from tunekit.cli.errors import EXIT_FAILED, fail
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 
 EXIT_INTERRUPTED = 130  # Ctrl-C while measuring (128 + SIGINT), as shells report it
 
@@ -70,7 +70,9 @@ def problem_options(command: Callable) -> Callable:
     return command
 
 
-def _problem(cell: str, batch: int, heads: int, head_dim: int, dtype: str, direction: str) -> Any:
+def _problem(
+    cell: str, batch: int, heads: int, head_dim: int, dtype: str, direction: str, as_json: bool
+) -> Any:
     from tunekit.problem import Problem
 
     try:
@@ -78,16 +80,16 @@ def _problem(cell: str, batch: int, heads: int, head_dim: int, dtype: str, direc
             cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction=direction
         )
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), as_json=as_json)
 
 
-def _gpu(name: str) -> Any:
+def _gpu(name: str, as_json: bool) -> Any:
     from tunekit.hardware import load_profile
 
     try:
         return load_profile(name)
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), as_json=as_json)
 
 
 def _number(value: Any) -> str:
@@ -273,14 +275,22 @@ def _settings(steps: int, warmup: int, repeats: int, as_json: bool) -> Any:
         fail(str(exc), as_json=as_json)
 
 
-@main.command("tune")
+@main.command(
+    "tune",
+    epilog=example(
+        "tunekit tune --gpu a100 --cell lstm --head-dim 768 --heads 1 --batch 16",
+        "tunekit tune --gpu h100 --cell gru --head-dim 256 --heads 4 --batch 64 --dtype float32 \\",
+        "             --direction both --backend cuda-fused --top 10 --json",
+    ),
+)
 @problem_options
 @click.option("--top", type=int, default=5, show_default=True, help="How many candidates to list.")
 @click.option(
     "--solver",
     default="auto",
     show_default=True,
-    help="auto (numpy over small spaces, else native), native, cpsat or vector.",
+    help="auto (numpy over small spaces, else native), native, cpsat, vector or brute "
+    "(enumerates every point: small spaces only).",
 )
 @click.option(
     "--db",
@@ -347,8 +357,8 @@ def tune_command(
     from tunekit.db.tuning_run import RunOptions, run_tuning
     from tunekit.tuning import NoFeasibleConfig
 
-    problem = _problem(cell, batch, heads, head_dim, dtype, direction)
-    profile = _gpu(gpu)
+    problem = _problem(cell, batch, heads, head_dim, dtype, direction, as_json)
+    profile = _gpu(gpu, as_json)
     for name, value in (("verify-top", verify_top), ("measure-top", measure_top)):
         if value < 1:
             fail(f"--{name}: got {value}, expected an int >= 1", as_json=as_json)
@@ -416,7 +426,13 @@ def _report(
     click.echo(f"Report: {page}", err=True)
 
 
-@main.command("explain")
+@main.command(
+    "explain",
+    epilog=example(
+        "tunekit explain --gpu l4 --cell lstm --head-dim 2976",
+        "tunekit explain --gpu a100 --cell gru --head-dim 4096 --backend cuda-fused --json",
+    ),
+)
 @problem_options
 def explain_command(
     gpu: str,
@@ -433,12 +449,12 @@ def explain_command(
     from tunekit.explain import explain
     from tunekit.tuning import check_backend
 
-    problem = _problem(cell, batch, heads, head_dim, dtype, direction)
-    profile = _gpu(gpu)
+    problem = _problem(cell, batch, heads, head_dim, dtype, direction, as_json)
+    profile = _gpu(gpu, as_json)
     try:
         families = check_backend(backend)
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), as_json=as_json)
     with Console(stderr=True).status("finding the conflicting constraints and the nearest shapes that fit"):
         explanations = [explain(problem, profile, family) for family in families]
     if as_json:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tunekit.cli import main
-from tunekit.cli.errors import EXIT_FAILED, fail
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 from tunekit.cli.tune import shape_options
 
 BACKENDS = ("reference", "triton-fused", "cuda-alternating", "cuda-fused")
@@ -165,7 +165,15 @@ def _with_shape_options(command: Any) -> Any:
     return command
 
 
-@main.command("validate")
+@main.command(
+    "validate",
+    epilog=example(
+        "tunekit validate",
+        "tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \\",
+        "                 --head-dim 64 --json",
+        "tunekit validate --backend cuda-fused --compile sm_80 --gpu a100 --cell slstm --head-dim 512",
+    ),
+)
 @_with_shape_options
 @click.option("--backend", default="reference", show_default=True, metavar="|".join(BACKENDS),
               help="What to check: the reference layers, or a kernel family.")  # fmt: skip

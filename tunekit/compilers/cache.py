@@ -14,43 +14,17 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunekit.cache import cache_dir
 from tunekit.files import write_atomic
 
 __all__ = ["CompileCache", "b64decode", "b64encode", "cache_dir"]
 
 FORMAT = 1  # bump when the payload layout changes: old entries then miss
-
-
-def cache_dir(kind: str) -> Path:
-    """The per-user directory for cached ``kind`` ("compile", "sources"): $XDG_CACHE_HOME/tunekit/
-    <kind> (default ~/.cache), created 0700; else <tmp>/tunekit-<uid>/<kind>, used only when this
-    user owns it and no one else may write to it."""
-    if not kind.isidentifier():
-        raise ValueError(f"kind: got {kind!r}, expected an identifier such as 'compile'")
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunekit"
-    try:
-        path = base / kind
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
-    except OSError:
-        pass
-    root = Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}"
-    root.mkdir(exist_ok=True, mode=0o700)
-    info = root.lstat()
-    if root.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise RuntimeError(
-            f"cache directory: {base} is not writable and {root} is not a private directory of this "
-            "user (owner or mode); set XDG_CACHE_HOME to a writable directory"
-        )
-    path = root / kind
-    path.mkdir(exist_ok=True, mode=0o700)
-    return path
 
 
 def b64encode(data: bytes) -> str:

@@ -110,45 +110,12 @@ def _cpu_flags() -> tuple[str, ...]:
     return ("-mfma",) if re.search(r"^flags\s*:.*\bfma\b", info, re.M) else ()
 
 
-def _private_dir(path: Path) -> Path:
-    """``path`` as a directory only this user can write (created 0700; the checks of tunekit.cache)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise PermissionError(f"{path} exists and is not a directory")
-    if st.st_uid != os.getuid():
-        raise PermissionError(f"{path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PermissionError(f"{path} has mode {stat.S_IMODE(st.st_mode):o}: other users can write into it")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)  # ours and writable by no one else: tightening loses nothing
-    return path
-
-
-@functools.cache
 def cache_dir() -> Path:
-    """Per-user private directory of the emulator's binaries (loaded as code, so never shared).
+    """Per-user private directory of the emulator's binaries (loaded as code, so never shared):
+    ``tunekit.cache.cache_dir("cuda-emu")``, the one home of tunekit's caches."""
+    from tunekit.cache import cache_dir as shared_cache_dir
 
-    ``tunekit.cache.cache_dir("cuda-emu")`` where that module exists (the one home of tunekit's
-    caches); until then the same rules here: ``$XDG_CACHE_HOME/tunekit/cuda-emu`` (default
-    ``~/.cache``), else ``<tmp>/tunekit-<uid>/cuda-emu``, each 0700, owned by this user.
-    """
-    try:
-        from tunekit.cache import cache_dir as shared_cache_dir
-    except ModuleNotFoundError as exc:
-        if exc.name != "tunekit.cache":
-            raise
-    else:
-        return shared_cache_dir("cuda-emu")
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunekit"
-    errors = []
-    for root in (base, Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}"):
-        try:
-            _private_dir(root)
-            return _private_dir(root / "cuda-emu")
-        except OSError as exc:
-            errors.append(f"{root}: {exc}")
-    raise EmulatorBuildError("no private cache directory for the CUDA emulator: " + "; ".join(errors))
+    return shared_cache_dir("cuda-emu")
 
 
 def _sidecar(path: Path) -> Path:

@@ -10,6 +10,7 @@ as a tuning run's writes (a tier is never lowered).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -179,6 +180,7 @@ def _check_record(data: Any) -> Record:
     expected = head + "-".join(f"{PARAM_TAGS.get(k, k)}{v}" for k, v in params)
     if key.config_name != expected:
         raise _Bad("config_name", f"got {_show(key.config_name)}, but its fields name {_show(expected)}")
+    _check_in_model(key, dict((k, v) for k, v in params))
     tier, status = data.get("tier"), data.get("status")
     if tier not in TIERS:
         raise _Bad("tier", f"got {_show(tier)}, expected one of {list(TIERS)}")
@@ -222,6 +224,32 @@ def _check_record(data: Any) -> Record:
         updated_at=_text(data, "updated_at", _TIME, "a UTC time like 2025-01-31T12:00:00Z"),
         **nested,
     )
+
+
+@functools.cache
+def _packaged_profiles() -> frozenset[str]:
+    from tunekit.hardware import list_profiles
+
+    return frozenset(p.name for p in list_profiles())
+
+
+def _check_in_model(key: RecordKey, params: dict[str, int]) -> None:
+    """The tunables must be a configuration the family's constraint model knows for this problem
+    (every key, integral, in its domain: tunekit.config_check), when this tunekit knows the profile
+    and the cell; records of other machines' profiles or of cells not registered here pass as data."""
+    from tunekit.cells import CELLS
+    from tunekit.config_check import check_config
+    from tunekit.hardware import load_profile
+    from tunekit.problem import KernelConfig, Problem
+
+    if key.cell not in CELLS or key.profile not in _packaged_profiles():
+        return
+    problem = Problem(key.cell, key.batch, key.heads, key.head_dim, key.dtype, key.direction)
+    config = KernelConfig(key.family, problem, key.profile, tuple(params.items()))
+    try:
+        check_config(config, key.family, problem, gpu=load_profile(key.profile))
+    except ValueError as exc:
+        raise _Bad("params", f"not a {key.family} configuration of this problem: {exc}") from exc
 
 
 _DATA_FIELDS = (

@@ -52,6 +52,10 @@ def resolve_path(path: str | os.PathLike | None = None) -> Path:
         raise TuningDBError(
             f"{resolved} is a directory; expected the database file, e.g. {resolved / DB_NAME}"
         )
+    if resolved.exists() and not resolved.is_file():
+        raise TuningDBError(
+            f"{resolved} is not a regular file (a FIFO, device or socket); expected the database file"
+        )
     return resolved
 
 
@@ -112,6 +116,11 @@ class TuningDB:
 
     def __init__(self, path: str | os.PathLike | None = None, *, report: Callable[[str], None] | None = None):
         self.path = resolve_path(path)
+        if path is not None and str(path) and not self.path.parent.is_dir():
+            # a path the caller named: its folder is theirs to create (the default one is ours)
+            raise TuningDBError(
+                f"{self.path}: its folder {self.path.parent} does not exist; create it or choose another path"
+            )
         try:
             conn, self.recovered, self.found_version = open_checked(self.path, report or _stderr)
         except OSError as exc:
