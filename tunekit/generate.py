@@ -32,6 +32,7 @@ from tunekit.problem import FAMILIES, KernelConfig, Problem
 
 __all__ = ["Choice", "Generated", "choose", "generatable_families", "generate", "package_files"]
 
+
 @dataclass(frozen=True)
 class Choice:
     """The configuration a package is generated for, with what the model predicts and why it won."""
@@ -135,12 +136,41 @@ def _families(backend: str) -> tuple[str, ...]:
     return generatable_families()
 
 
-def _stored(profile: GPUProfile, problem: Problem, families: tuple[str, ...], db: Any) -> Any:
-    """The tuning database's most trusted best record for the problem (None: nothing stored, or
-    no database file yet; nothing is created)."""
-    from tunekit.db import best
+def _stored(profile: GPUProfile, problem: Problem, families: tuple[str, ...], db: Any) -> tuple[Any, str]:
+    """(the tuning database's most trusted best record or None, a note when the default database
+    could not be read). No database file yet gives None; nothing is created or written. A database
+    named explicitly that cannot be read raises (the user asked for it)."""
+    from tunekit.db import TuningDBError, best
 
-    return best(profile, problem, families, db=db)
+    try:
+        return best(profile, problem, families, db=db), ""
+    except (TuningDBError, OSError, ValueError) as error:
+        if db is not None:
+            raise
+        return None, f"the tuning database could not be read ({error})"
+
+
+def _modelled(profile: GPUProfile, problem: Problem, families: tuple[str, ...]) -> tuple[KernelConfig, str]:
+    """The cost model's fastest configuration among ``families`` and why (nothing is stored: a
+    package is a reader of the database). NoFeasibleConfig when no family has one."""
+    from tunekit.tuning import NoFeasibleConfig, tune
+
+    results, empty = [], []
+    for family in families:
+        try:
+            results.append(tune(problem, profile, backend=family, top=1))
+        except NoFeasibleConfig as error:
+            empty.append(error)
+    if not results:
+        raise NoFeasibleConfig(problem, profile, [space for error in empty for space in error.spaces])
+    best = min(results, key=lambda r: (float(r.predicted["time_us_per_step"]), r.config.name))
+    reason = f"the cost model's fastest configuration on {profile.name} among {', '.join(families)}"
+    others = [f"{r.backend} {float(r.predicted['time_us_per_step']):.4g}" for r in results if r is not best]
+    if others:
+        reason += f" (the others' best, µs per step: {', '.join(others)})"
+    if empty:
+        reason += f"; no configuration fits {', '.join(e.spaces[0].family for e in empty)}"
+    return best.config, reason
 
 
 def _record_reason(record: Any, profile: GPUProfile) -> str:
@@ -170,7 +200,6 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db
     """
     from tunekit.constraints import build_space
     from tunekit.cost import estimate
-    from tunekit.layer_backend import decide
     from tunekit.tuning import binding_constraints
 
     if not isinstance(problem, Problem):
@@ -182,12 +211,12 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db
         )
     profile = load_profile(gpu)
     families = _families(backend)
-    record = _stored(profile, problem, families, db)
+    record, note = _stored(profile, problem, families, db)
     if record is not None:
         config, tier, reason = record.config(), record.tier, _record_reason(record, profile)
     else:
-        decision = decide(profile, problem, families)
-        config, tier, reason = decision.config, str(decision.tier or "predicted"), decision.reason
+        (config, reason), tier = _modelled(profile, problem, families), "predicted"
+        reason += f"; {note}" if note else ""
     if not isinstance(config, KernelConfig):
         raise ValueError(f"the chosen configuration is a {type(config).__name__}, expected a KernelConfig")
     space = build_space(config.family, problem, profile)
@@ -196,9 +225,9 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db
     cost = estimate(space, assignment)
     predicted.update((k, v) for k, v in cost.terms().items() if k != "total_us_per_step")
     predicted["time_us_per_step"] = cost.total_us_per_step
-    note = left_out_note(backend)
-    if note:
-        reason += f"; left out: {note}"
+    left_out = left_out_note(backend)
+    if left_out:
+        reason += f"; left out: {left_out}"
     return Choice(
         problem=problem,
         profile=profile,

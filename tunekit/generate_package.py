@@ -37,8 +37,6 @@ FORMAT = "tunekit-package"
 FORMAT_VERSION = 1
 # what importing a package leaves beside its files: byte-code caches, never needed again
 _BYTECODE_DIR = "__pycache__"
-# characters of a canonical configuration name (tunekit.problem.KernelConfig.name)
-_CANONICAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,180}")
 
 
 class PackageError(ValueError):
@@ -48,12 +46,9 @@ class PackageError(ValueError):
 def package_name(canonical_name: str) -> str:
     """The package's Python name from a configuration's canonical name: ``tk_`` + the name, lower
     case, with '-' and '.' as '_' (e.g. ``tk_lstm_fwd_tritonfused_d64_n1_b16_bf16_...``)."""
-    if not isinstance(canonical_name, str) or not _CANONICAL.fullmatch(canonical_name):
-        raise ValueError(
-            f"name: got {canonical_name!r}, expected a canonical configuration name (letters, digits, "
-            "'-' and '.'); a cell whose name has other characters cannot name a package"
-        )
-    return "tk_" + re.sub(r"[.-]", "_", canonical_name.lower())
+    from tunekit.cache import check_entry_name
+
+    return "tk_" + re.sub(r"[.-]", "_", check_entry_name(canonical_name, "configuration name").lower())
 
 
 def digest(data: bytes) -> str:

@@ -39,7 +39,10 @@ class TritonVariant:
         from tunekit.kernels.triton_fused import launch_params
 
         p = choice.problem
-        params = launch_params(choice.config, p.cell, p.head_dim, p.dtype)
+        training = p.direction == "both"
+        params = launch_params(
+            choice.config, p.cell, p.head_dim, p.dtype, batch=p.batch, heads=p.heads, training=training
+        )
         return {
             "config": {
                 "block_b": params.block_b,

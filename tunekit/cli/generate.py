@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from tunekit.cli import main
-from tunekit.cli.errors import EXIT_FAILED, fail
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 from tunekit.cli.tune import problem_options
 
 
@@ -34,7 +34,12 @@ def _summary(generated: Any) -> dict[str, Any]:
     }
 
 
-@main.command("generate")
+@main.command(
+    "generate",
+    epilog=example(
+        "tunekit generate --gpu h100 --cell lstm --head-dim 64 --heads 4 --direction both --out kernels"
+    ),
+)
 @problem_options
 @click.option("--out", required=True, help="Package folder: new, empty, or a previous tunekit package.")
 @click.option(
@@ -61,8 +66,7 @@ def generate_command(
     The package holds the kernel sources, a loader (rnn(Wx, R, b, states=None) and a Layer
     nn.Module) and a README; --direction both includes the backward kernel (training). The
     configuration is the tuning database's most trusted best (measured, compiler-verified,
-    predicted), else the cost model's. Example:
-    tunekit generate --gpu h100 --cell lstm --head-dim 64 --heads 4 --batch 16 --direction both --out kernels
+    predicted), else the cost model's.
     """
     from tunekit.db import TuningDBError
     from tunekit.generate import generate, left_out_note

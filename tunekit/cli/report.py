@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from tunekit.cli import main
-from tunekit.cli.errors import fail
+from tunekit.cli.errors import example, fail
 from tunekit.cli.tune import problem_options
 
 DEFAULT_DIR = "reports"
@@ -41,7 +41,13 @@ def write_run_report(
     return report.write(report.collect(problem, gpu, backend, measurements=measured, solver=solver), out)
 
 
-@main.command("report")
+@main.command(
+    "report",
+    epilog=example(
+        "tunekit report --gpu h100 --cell lstm --head-dim 768 --batch 16 --direction both",
+        "tunekit tune --gpu a100 --cell gru --head-dim 64 --batch 16 --report out/",
+    ),
+)
 @problem_options
 @click.option("--out", default=DEFAULT_DIR, show_default=True, help="Folder the run's page goes under.")
 @click.option("--solver", default="auto", show_default=True, help="As tunekit tune's --solver.")
@@ -67,8 +73,7 @@ def report_command(
 ) -> None:
     """Write an HTML page with plots for one tuning run: every family's candidates against their
     binding limit, the chosen configuration's slack on every limit, feasible counts per family, the
-    cost terms stacked, and measured against predicted where measurements exist. Example:
-    tunekit report --gpu h100 --cell lstm --head-dim 768 --batch 16 --direction both
+    cost terms stacked, and measured against predicted where the tuning database holds timings.
     """
     from tunekit.problem import Problem
 
