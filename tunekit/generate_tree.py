@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from tunekit.files import ensure_folder
+
 __all__ = ["check_relative_path", "write_tree"]
 
 # one path component: letters, digits, '_', '-', '.'; starting with a letter, digit or '_' (so no
@@ -82,8 +84,7 @@ def write_tree(
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ValueError(f"out: {target} exists and is not a folder; choose a folder path")
-    parent = target.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = ensure_folder(target.absolute().parent)  # a clear error for a file or no permission
     if target.is_dir() and any(target.iterdir()):
         if may_replace is None:
             raise ValueError(f"out: {target} exists and is not empty; choose a new or empty folder")
