@@ -19,14 +19,9 @@ model's prediction but stays within the limits, the result is ``ok`` with the di
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
-from pathlib import Path
 from typing import Any, Protocol
 
 from tunekit.constraints.occupancy import blocks_per_sm, register_alloc_per_block
@@ -259,23 +254,16 @@ def _triton_version() -> str:
 # ---- CUDA families ---------------------------------------------------------------------------------
 
 
-def _nvcc_version(nvcc: str) -> str:
-    done = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False)
-    release = [line for line in done.stdout.splitlines() if "release" in line]
-    return "nvcc " + (release[0].split("release")[-1].split(",")[0].strip() if release else "?")
-
-
 @dataclass
 class CudaVerifier:
-    """A CUDA family through ``tunekit.kernels.cuda_family(family)`` and ``nvcc -Xptxas -v``."""
+    """A CUDA family through ``tunekit.kernels.cuda_family(family)``, compiled by
+    ``tunekit.compilers.compile_program`` (nvcc ``-Xptxas -v`` or NVRTC; cached by source and arch)."""
 
     family: str
-    nvcc: str | None = None  # default: nvcc on PATH
-    timeout_s: float = 600.0
-    _logs: dict = field(default_factory=dict, repr=False)  # (source digest, arch) -> ptxas log
+    tool: str = "nvcc"  # "nvcc" or "nvrtc"
 
     def prepare(self, configs: Sequence[Any], gpu: Any) -> None:
-        """Nothing ahead: each program is compiled once, when first verified (logs are cached)."""
+        """Nothing ahead: each program is compiled once, when first verified (the compile cache)."""
 
     def _module(self) -> tuple[Any, str | None]:
         from tunekit.kernels import CUDA_FAMILIES, cuda_family
@@ -289,52 +277,36 @@ class CudaVerifier:
             raise
 
     def verify(self, config: Any, gpu: Any) -> VerifyResult:
+        from tunekit.compilers import CompileError
+        from tunekit.compilers.cuda import compile_program, tool_problem
+
         start = time.perf_counter()
         module, missing = self._module()
         if module is None:
             return VerifyResult(config, "unavailable", reasons=(missing,))
-        nvcc = self.nvcc or shutil.which("nvcc")
-        if nvcc is None:
-            return VerifyResult(
-                config, "unavailable", reasons=("nvcc is not on PATH: CUDA kernels cannot be compiled",)
-            )
+        problem = tool_problem(self.tool)
+        if problem is not None:
+            return VerifyResult(config, "unavailable", reasons=(problem,))
         checks: list[KernelCheck] = []
+        version = ""
         try:
             for program in module.programs(config):
-                log = self._compile(nvcc, program, gpu)
+                compiled = compile_program(program, gpu.arch, self.tool, sass=False)
+                version = compiled.tool
                 for entry in program.entries:
-                    checks.append(self._check(module, config, program, entry, log, gpu))
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                    checks.append(self._check(module, config, entry, compiled.entry(entry.name)))
+        except (CompileError, RuntimeError, ValueError) as exc:
             reason = " ".join(str(exc).split())[-300:]
-            return VerifyResult(config, "failed", tuple(checks), (reason,), _nvcc_version(nvcc))
-        return _judge(config, gpu, checks, _nvcc_version(nvcc), start)
-
-    def _compile(self, nvcc: str, program: Any, gpu: Any) -> str:
-        if (program.digest, gpu.sm) not in self._logs:
-            self._logs[(program.digest, gpu.sm)] = self._run_nvcc(nvcc, program, gpu)
-        return self._logs[(program.digest, gpu.sm)]
-
-    def _run_nvcc(self, nvcc: str, program: Any, gpu: Any) -> str:
-        include = resources.files("tunekit.templates").joinpath("cuda")
-        with tempfile.TemporaryDirectory(prefix="tunekit-verify-") as tmp, resources.as_file(include) as inc:
-            source = Path(tmp) / "kernel.cu"
-            source.write_text(program.source, encoding="utf-8")
-            cmd = [nvcc, "-cubin", f"-arch={gpu.sm}", "-Xptxas", "-v", "-std=c++17", f"-I{inc}"]
-            cmd += [str(source), "-o", str(Path(tmp) / "kernel.cubin")]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=self.timeout_s)
-        if done.returncode != 0:
-            raise RuntimeError(f"nvcc failed for {program.name} ({gpu.sm}): {done.stderr[-1500:]}")
-        return done.stderr + done.stdout
+            return VerifyResult(config, "failed", tuple(checks), (reason,), version)
+        return _judge(config, gpu, checks, version, start)
 
     @staticmethod
-    def _check(module: Any, config: Any, program: Any, entry: Any, log: str, gpu: Any) -> KernelCheck:
-        from tunekit.aot import parse_ptxas_log
-
-        usage = parse_ptxas_log(log, entry.name)
-        dims = module.launch_dims(config, entry.name)
-        predicted = module.predicted(config, entry.name)
+    def _check(module: Any, config: Any, entry: Any, compiled: Any) -> KernelCheck:
+        usage = compiled.usage
+        dims = module.launch_dims(config, compiled.entry)
+        predicted = module.predicted(config, compiled.entry)
         return KernelCheck(
-            entry=entry.name,
+            entry=compiled.entry,
             arch=usage.arch,
             threads_per_block=dims.threads_per_block,
             registers=usage.registers,
