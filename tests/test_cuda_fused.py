@@ -1,4 +1,5 @@
-"""cuda-fused numerics in the CPU emulator: every cell x dtype against the float64 reference.
+"""cuda-fused numerics in the CPU emulator: every cell x dtype, forward and backward, against the
+float64 reference (all states, final states, the gradients of Wx, R, b and the initial states).
 
 The kernels' own source runs in tunekit's emulator (TUNEKIT_CUDA_EMULATOR=1). A real GPU's grid is
 far too large to emulate quickly, so each case runs on a small test profile (an a100 with a few SMs
@@ -100,20 +101,50 @@ def inputs(cell: str, batch: int, heads: int, d: int, steps: int, dtype: str, se
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    return float((got.double() - want).abs().max() / want.abs().max().clamp_min(1e-6))
+    got, want = got.detach().double(), want.detach()
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-6))
 
 
 @pytest.mark.parametrize("cell,dtype,batch,heads,d,profile,feature", CASES, ids=IDS)
-def test_forward_matches_the_float64_reference(cell, dtype, batch, heads, d, profile, feature):
+def test_states_and_gradients_match_the_float64_reference(cell, dtype, batch, heads, d, profile, feature):
     gpu = test_profile(f"test-{profile}", **PROFILES[profile])
-    config = pick(Problem(cell, batch, heads, d, dtype, "forward"), gpu, feature)
-    wx, r, b, s0 = inputs(cell, batch, heads, d, 9, dtype)
-    states, last = cuda_fused.fused_rnn(wx, r, b, s0, cell=cell, config=config, gpu=gpu)
-    want, want_last = reference(wx.double(), r.double(), b.double(), s0.double(), cell=cell)
-    assert states.dtype == wx.dtype and states.shape == want.shape and last.shape == want_last.shape
+    config = pick(Problem(cell, batch, heads, d, dtype, "both"), gpu, feature)
+    leaves = [t.clone().requires_grad_() for t in inputs(cell, batch, heads, d, 9, dtype)]
+    states, last = cuda_fused.fused_rnn(*leaves, cell=cell, config=config, gpu=gpu)
+    ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    want, want_last = reference(*ref_leaves, cell=cell)
+    assert states.dtype == leaves[0].dtype and states.shape == want.shape and last.shape == want_last.shape
     assert rel_err(states, want) < TOL[dtype], f"{config.name}: all states"
     assert rel_err(last, want_last) < TOL[dtype], f"{config.name}: final states"
     assert torch.equal(last, states[:, :, -1:])
+    # a loss on every state and on the final states (sLSTM's stabiliser m carries no gradient)
+    g = torch.Generator().manual_seed(1)
+    w_all, w_last = torch.randn(states.shape, generator=g), torch.randn(last.shape, generator=g)
+    if cell == "slstm":
+        w_all[3], w_last[3] = 0, 0
+    ((states.float() * w_all).sum() + (last.float() * w_last).sum()).backward()
+    ((want * w_all.double()).sum() + (want_last * w_last.double()).sum()).backward()
+    for name, got, ref in zip(("Wx", "R", "b", "states"), leaves, ref_leaves, strict=True):
+        assert got.grad.dtype == got.dtype
+        assert rel_err(got.grad, ref.grad) < TOL[dtype], f"{config.name}: gradient of {name}"
+
+
+def test_a_double_backward_is_refused():
+    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    config = pick(Problem("elman", 5, 1, 47, "float32", "both"), gpu, "rows")
+    wx, r, b, s0 = (t.requires_grad_() for t in inputs("elman", 5, 1, 47, 2, "float32"))
+    states, _ = cuda_fused.fused_rnn(wx, r, b, s0, cell="elman", config=config, gpu=gpu)
+    (grad,) = torch.autograd.grad((states**2).sum(), wx, create_graph=True)  # grad_output needs grad
+    with pytest.raises(RuntimeError, match="once_differentiable|twice"):
+        grad.sum().backward()
+
+
+def test_a_forward_only_configuration_is_refused_when_gradients_are_wanted():
+    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")
+    wx, r, b, s0 = inputs("lstm", 5, 1, 64, 3, "bfloat16")
+    with pytest.raises(ValueError, match="direction='both'"):
+        cuda_fused.fused_rnn(wx.requires_grad_(), r, b, s0, cell="lstm", config=config, gpu=gpu)
 
 
 def test_initial_states_are_not_modified_and_default_to_zero():
@@ -146,3 +177,12 @@ def test_without_the_emulator_cpu_tensors_get_an_error_naming_both_ways(monkeypa
     wx, r, b, s0 = inputs("lstm", 5, 1, 64, 3, "bfloat16")
     with pytest.raises(CudaUnavailableError, match="TUNEKIT_CUDA_EMULATOR"):
         cuda_fused.fused_rnn(wx, r, b, s0, cell="lstm", config=config, gpu=gpu)
+
+
+def test_tunekit_rnn_runs_cuda_fused_in_the_emulator():
+    import tunekit
+
+    wx, r, b, _ = inputs("lstm", 5, 1, 40, 4, "float32")
+    states, last = tunekit.rnn(wx, r, b, cell="lstm", backend="cuda-fused")  # tuned for the a100 profile
+    want, _ = reference(wx.double(), r.double(), b.double(), cell="lstm")
+    assert rel_err(states, want) < TOL["float32"]

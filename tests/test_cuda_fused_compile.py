@@ -21,8 +21,8 @@ from tunekit.validation.records import compiled_figures, cuda_verdict
 # (gpu, problem): every cell and dtype, odd D and B, one and two heads, with and without a k split
 SAMPLE = [
     ("a100", Problem("lstm", 16, 1, 768, "bfloat16", "forward")),
-    ("h100", Problem("gru", 5, 1, 61, "float16", "forward")),
-    ("l4", Problem("slstm", 16, 2, 256, "float32", "forward")),
+    ("h100", Problem("gru", 5, 1, 61, "float16", "both")),
+    ("l4", Problem("slstm", 16, 2, 256, "float32", "both")),
     ("rtx4090", Problem("elman", 7, 1, 1000, "bfloat16", "forward")),
 ]
 IDS = [f"{g}-{p.cell}-D{p.head_dim}-N{p.heads}-B{p.batch}-{p.dtype}-{p.direction}" for g, p in SAMPLE]
@@ -77,7 +77,7 @@ def test_tensor_cores_and_no_local_memory(compiled, case):
             continue
         for entry in program.entries:
             got = result.entry(entry.name)
-            if entry.cooperative:  # the recurrent kernels multiply on tensor cores
+            if entry.cooperative:  # the recurrent kernels multiply on tensor cores (dR, db: fp32 FMA)
                 assert "mma.sync.aligned" in got.ptx
                 if got.sass is not None:
                     assert "HMMA" in got.sass

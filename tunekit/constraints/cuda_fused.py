@@ -53,6 +53,20 @@ Heads: blocks split each head's rows (``span_heads`` = 0), or lay the heads end 
 is no multiple of the heads (L4: 58 SMs over 4 heads). A spanning block holds a whole number of
 tiles of units (:func:`span_quantum`), at most one head's worth, and stages both heads' y.
 
+The kernel as built (templates/cuda/fused_*.cu.j2, geometry in tunekit/kernels/cuda_fused_plan.py,
+which checks every number it shares with this model): a block's rows are unit-major (row
+u * G_r + g is gate g of unit u; the backward's Rᵀ has one row a unit and k = (gate, unit),
+gate-major); each warp runs its range of tiles chunk by chunk, k step by k step, rows inside, and
+holds the first ``r_tiles_in_registers_per_warp`` of them in that order in registers, the rest
+in its shared-memory slots (16 B a lane, fragment order). y (the backward's dg) is exchanged
+through a zero-padded global buffer laid out so that a chunk is a contiguous copy (cp.async
+16 B), in the layer's dtype; the fp32 states (state gradients) are carried in global memory; a k
+split's partial sums go through global memory and each of its blocks runs the pointwise step of
+a share of the units. ptxas is capped at the registers this model bounds (``__maxnreg__``), so an
+under-count shows as spills in the compile checks (tests/test_cuda_fused_compile.py,
+``tunekit bench cuda-compile``). dR and db are formed after the backward loop by two small fp32
+kernels over the stored step gradients.
+
 Limits: a block never holds more than one whole head, so problems with many heads of small D may
 fall back to cuda-alternating when the heads exceed the co-resident grid.
 """
@@ -123,13 +137,18 @@ OVERHEAD_REGISTERS = 24
 # path (tk_sigmoid's 1 / (1 + e^-x) calls it). Measured on the real kernels: the smallest
 # __maxnreg__ at which ptxas (nvcc 13.0, sm_80/sm_90) compiles the kernel without spills, less the
 # fragment registers, at configurations whose pointwise phase is the peak (nvdisasm life ranges):
-# forward LSTM 43-46, GRU 43, sLSTM 44, Elman 30 (D=64 and D=768, bf16 and fp32). Each entry is
-# the largest measured + 2; a cell not listed (a user's) gets DEFAULT_POINTWISE_REGISTERS.
+# forward LSTM 43-46, GRU 43, sLSTM 44, Elman 30 (D=64 and D=768, bf16 and fp32); backward LSTM
+# 44, GRU 40, sLSTM 45, Elman 30 (D=64, bf16). Each entry is the largest measured + 2 (backward
+# + 3-4: measured at one shape); a cell not listed (a user's) gets DEFAULT_POINTWISE_REGISTERS.
 POINTWISE_REGISTERS = {
     ("lstm", "forward"): 48,
     ("gru", "forward"): 46,
     ("slstm", "forward"): 48,
     ("elman", "forward"): 32,
+    ("lstm", "backward"): 48,
+    ("gru", "backward"): 44,
+    ("slstm", "backward"): 48,
+    ("elman", "backward"): 34,
 }
 DEFAULT_POINTWISE_REGISTERS = 64
 

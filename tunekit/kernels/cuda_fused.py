@@ -21,7 +21,17 @@ import torch
 
 from tunekit.cuda import LaunchDims
 from tunekit.kernels.cuda_fused_plan import Plan, plan
-from tunekit.kernels.cuda_fused_render import entry_names, program
+from tunekit.kernels.cuda_fused_render import (
+    DB_REGISTERS,
+    DB_THREADS,
+    DR_REGISTERS,
+    DR_SHARED_BYTES,
+    DR_THREADS,
+    DR_TILE,
+    backward_context,
+    entry_names,
+    program,
+)
 from tunekit.problem import KernelConfig, Problem
 
 __all__ = ["FAMILY", "fused_rnn", "launch_dims", "plan_of", "predicted", "programs", "tuned_config"]
@@ -69,7 +79,18 @@ def launch_dims(config: KernelConfig, entry: str, gpu: Any = None) -> LaunchDims
     role = _role(pl, entry)
     if role in ("forward", "backward"):
         return LaunchDims((pl.blocks, 1, 1), (pl.threads, 1, 1), pl.directions[role].shared_bytes)
-    raise ValueError(f"entry {entry!r}: not launched by this runtime yet")
+    p = pl.config.problem
+    if role == "dr":
+        grid = (-(-p.head_dim // DR_TILE), -(-(p.g_r * p.head_dim) // DR_TILE), p.heads)
+        return LaunchDims(grid, (DR_THREADS, 1, 1), 0)
+    outputs = len(p_cell(p).b_gates) * p.heads * p.head_dim
+    return LaunchDims((-(-outputs // DB_THREADS), 1, 1), (DB_THREADS, 1, 1), 0)
+
+
+def p_cell(p: Problem) -> Any:
+    from tunekit.cells import get_cell
+
+    return get_cell(p.cell)
 
 
 def predicted(config: KernelConfig, entry: str, gpu: Any = None) -> dict[str, int]:
@@ -82,7 +103,10 @@ def predicted(config: KernelConfig, entry: str, gpu: Any = None) -> dict[str, in
             "registers_per_thread": res[f"registers_per_thread_{role}"],
             "shared_memory_bytes_per_block": res[f"shared_memory_bytes_per_block_{role}"],
         }
-    raise ValueError(f"entry {entry!r}: not launched by this runtime yet")
+    # the post-loop kernels are outside the constraint model: their fixed tiles' own figures
+    if role == "dr":
+        return {"registers_per_thread": DR_REGISTERS, "shared_memory_bytes_per_block": DR_SHARED_BYTES}
+    return {"registers_per_thread": DB_REGISTERS, "shared_memory_bytes_per_block": 0}
 
 
 # ---- host launchers -----------------------------------------------------------------------------
@@ -118,25 +142,69 @@ def _forward(runner: Any, pl: Plan, wx, r, b, s0, store_ry: bool):
     return out, last, (ry if store_ry else None)
 
 
+def _backward(runner: Any, pl: Plan, saved, d_states, d_last):
+    """Run the backward kernel and the post-loop dR / db kernels: (dWx, dR, db, ds0 or None)."""
+    wx, r, b, s0, states, ry = saved
+    p = pl.config.problem
+    cell = p_cell(p)
+    batch, steps, _, heads, d = wx.shape
+    dev = wx.device
+    fp32 = {"dtype": torch.float32, "device": dev}
+    n_states = p.n_states
+    dstates = torch.zeros(states.shape, **fp32) if d_states is None else d_states.float().contiguous()
+    carry = torch.zeros(n_states, batch, heads, d, **fp32)  # the final states' gradients, a copy
+    if d_last is not None:
+        carry.copy_(d_last[:, :, 0])
+    s0_in = torch.zeros(n_states, batch, 1, heads, d, dtype=wx.dtype, device=dev) if s0 is None else s0
+    bwd = pl.directions["backward"]
+    n_dbx = len(backward_context(cell, {"backward_code": cell.backward_code("cuda")})["dbx_gates"])
+    dwx = torch.empty_like(wx)
+    dry = torch.empty(batch, steps, p.g_r, heads, d, **fp32)
+    dbx = torch.empty(batch, steps, n_dbx, heads, d, **fp32) if n_dbx else torch.empty(1, **fp32)
+    xbuf = torch.zeros(2 * heads * pl.split_k * bwd.k_pad * pl.b_pad, dtype=wx.dtype, device=dev)
+    part_n = pl.row_blocks * pl.batch_blocks * pl.split_k * bwd.m_tiles * pl.mm * pl.block_b
+    part = torch.empty(part_n if pl.split_k > 1 else 1, **fp32)
+    ds0 = torch.zeros(n_states, batch, heads, d, **fp32)  # no-gradient states stay zero
+    prog = program(pl, "backward")
+    names = entry_names(p.cell)
+    args = [wx, r, b, s0_in, states, ry, dstates, carry, dwx, dry, dbx, xbuf, part, ds0, steps]
+    runner.launch(prog, names["backward"], launch_dims(pl.config, names["backward"], pl.space.gpu), args)
+    dr = torch.empty(p.g_r, heads, d, d, **fp32)
+    runner.launch(
+        prog, names["dr"], launch_dims(pl.config, names["dr"], pl.space.gpu), [dry, states, s0_in, dr, steps]
+    )
+    db = torch.empty(len(cell.b_gates), heads, d, **fp32)
+    runner.launch(prog, names["db"], launch_dims(pl.config, names["db"], pl.space.gpu), [dry, dbx, db, steps])
+    ds0_out = None if s0 is None else ds0[:, :, None].to(s0.dtype)
+    return dwx, dr.to(r.dtype), db.to(b.dtype), ds0_out
+
+
 class _Launch:
     """What the autograd Function needs besides tensors: the plan and the runner."""
 
-    def __init__(self, pl: Plan, runner: Any) -> None:
+    def __init__(self, pl: Plan, runner: Any, train: bool) -> None:
         self.plan = pl
         self.runner = runner
+        self.train = train  # gradients are wanted: store R·y of every step for the backward
 
 
 class FusedRNNFunction(torch.autograd.Function):
-    """Autograd wrapper of the fused kernels (once differentiable)."""
+    """Autograd wrapper of the fused kernels: the loss may depend on every state and on the final
+    states. Once differentiable: a double backward raises torch's clear error."""
 
     @staticmethod
     def forward(ctx, wx, r, b, s0, launch: _Launch):  # type: ignore[override]
-        states, last, _ = _forward(launch.runner, launch.plan, wx, r, b, s0, store_ry=False)
+        states, last, ry = _forward(launch.runner, launch.plan, wx, r, b, s0, store_ry=launch.train)
+        ctx.launch = launch
+        if launch.train:
+            ctx.save_for_backward(wx, r, b, s0, states, ry)
         return states, last
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, d_states, d_last):  # type: ignore[override]
-        raise RuntimeError("cuda-fused: the backward kernel is not built yet; use backend='reference'")
+        dwx, dr, db, ds0 = _backward(ctx.launch.runner, ctx.launch.plan, ctx.saved_tensors, d_states, d_last)
+        return dwx, dr, db, ds0, None
 
 
 # ---- public entry point -------------------------------------------------------------------------
@@ -218,6 +286,6 @@ def fused_rnn(
         config = tuned_config(problem, profile)
     config = _check_config(config, problem, profile)
     runner = runner_for(Wx.device, profile)
-    launch = _Launch(plan_of(config, profile), runner)
+    launch = _Launch(plan_of(config, profile), runner, train=grad)
     s0 = None if states is None else states.contiguous()
     return FusedRNNFunction.apply(Wx.contiguous(), R.contiguous(), b.contiguous(), s0, launch)

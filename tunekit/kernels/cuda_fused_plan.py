@@ -184,11 +184,9 @@ def _direction(cfg: dict, p: Any, gpu: Any, d: str, units: int, grid: int, y_hea
     chosen = even_d if even else by_rows
     cap = chosen["cap"]
     count = m_tiles * k_tiles
-    if even:
+    if even:  # the first count % wr warps hold one tile more (none where wr divides count)
         base, hi_warps = count // wr, count % wr
-        hi_len, lo_len = base + (1 if hi_warps else 0), base
-        if hi_warps == 0:
-            hi_warps = wr
+        hi_len, lo_len = base + 1, base
         acc_rows = spanned_even
     else:
         base = 0
@@ -215,8 +213,10 @@ def _direction(cfg: dict, p: Any, gpu: Any, d: str, units: int, grid: int, y_hea
     variants = []
     smem_tiles = 0
     for (phase, length), warps in sorted(groups.items(), key=lambda item: item[1][0]):
-        spans = _cdiv(phase + length, k_tiles)
-        if length < 1 or spans > acc_rows:
+        # a warp may hold no tile: the backward's rows are one a unit, and the model keeps row warps
+        # busy in the first direction only
+        spans = _cdiv(phase + length, k_tiles) - phase // k_tiles
+        if length < 0 or spans > acc_rows:
             raise AssertionError(f"{d}: warps {warps} span {spans} rows, the model allows {acc_rows}")
         variants.append(Variant(tuple(warps), phase, length, spans, min(length, cap)))
         smem_tiles += len(warps) * max(0, length - cap)

@@ -17,7 +17,24 @@ from tunekit.constraints.cuda_fused import Y_CHUNK
 from tunekit.cuda import CudaProgram, KernelEntry
 from tunekit.kernels.cuda_fused_plan import DirectionPlan, Plan
 
-__all__ = ["ELEM", "MMA_FN", "direction_context", "entries", "program", "source"]
+__all__ = [
+    "DB_REGISTERS",
+    "DR_REGISTERS",
+    "ELEM",
+    "MMA_FN",
+    "direction_context",
+    "entries",
+    "program",
+    "source",
+]
+
+# The post-loop kernels' register caps (TKF_MAX_REGISTERS): dR's 4 x 4 fp32 micro-tile keeps 16
+# accumulators, 8 operands and a few addresses; db one sum and its loop. The compile checks hold
+# ptxas to them without spills.
+DR_REGISTERS = 64
+DB_REGISTERS = 32
+DR_SHARED_BYTES = 2 * 16 * 64 * 4  # dR's A and B tiles of one k step, fp32 (static)
+DR_TILE, DR_THREADS, DB_THREADS = 64, 256, 256
 
 ELEM = {"float32": "float", "float16": "tk::f16", "bfloat16": "tk::bf16"}
 MMA_FN = {"float32": "mma_m16n8k8_tf32", "float16": "mma_m16n8k16_f16", "bfloat16": "mma_m16n8k16_bf16"}
@@ -103,6 +120,9 @@ def source(pl: Plan, direction: str) -> str:
     context |= direction_context(pl, pl.directions[direction])
     if direction == "backward":
         context |= backward_context(cell, context)
+        names = entry_names(cell.name)
+        context |= {"dr_entry": names["dr"], "db_entry": names["db"]}
+        context |= {"dr_registers": DR_REGISTERS, "db_registers": DB_REGISTERS}
     return render_template(template, context)
 
 
