@@ -72,8 +72,11 @@ def configurations(gpus=DEFAULT_GPUS, quick: bool = False) -> Iterator[Sample]:
             for dtype in DTYPES:
                 for direction in DIRECTIONS:
                     for heads in (1,) if quick else (1, 4):
-                        edge = _edge(cell, heads, dtype, direction, gpu)
-                        dims = sorted({16, 61, edge // 2 | 1, edge} - {0}) if not quick else [61]
+                        if quick:
+                            dims = [61]
+                        else:
+                            edge = _edge(cell, heads, dtype, direction, gpu)
+                            dims = sorted({16, 61, edge // 2 | 1, edge} - {0})
                         for d in dims:
                             problem = Problem(cell, 16, heads, d, dtype, direction)
                             try:
@@ -108,7 +111,13 @@ def run(
     from tunekit.kernels import cuda_fused
     from tunekit.validation.records import compiled_figures, cuda_verdict
 
-    samples = list(configurations(gpus, quick))[:limit]
+    by_gpu: dict[str, list[Sample]] = {}
+    for sample in configurations(gpus, quick):
+        by_gpu.setdefault(sample.gpu, []).append(sample)
+    # round-robin over the GPUs, so that a --limit still covers every one of them
+    lists = list(by_gpu.values())
+    longest = max(map(len, lists), default=0)
+    samples = [lst[i] for i in range(longest) for lst in lists if i < len(lst)][:limit]
     jobs = []
     for s in samples:
         for program in cuda_fused.programs(s.config):
