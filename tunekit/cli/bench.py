@@ -89,3 +89,24 @@ def calibrate_triton_command(count: int, out_dir: str) -> None:
     out = output_folder(out_dir)
     paths = run(count=count, out_dir=out, progress=click.echo)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@bench.command("cuda-compile")
+@click.option(
+    "--quick", is_flag=True, help="One D per cell x dtype x direction (tens of kernels) instead of the sweep."
+)
+@click.option(
+    "--gpu", "gpus", multiple=True, help="Profiles to sweep, repeatable (default a100 h100 l4 rtx4090)."
+)
+@click.option("--limit", type=int, default=None, help="Compile at most this many configurations.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Parallel nvcc processes.")
+@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+def cuda_compile_command(
+    quick: bool, gpus: tuple[str, ...], limit: int | None, workers: int, out_dir: str
+) -> None:
+    """cuda-fused model vs ptxas over solver-chosen configurations (nvcc, cached): cuda_fused_compile.md."""
+    from tunekit.bench.cuda_compile import DEFAULT_GPUS, run, write_reports
+
+    report = run(gpus or DEFAULT_GPUS, quick=quick, limit=limit, workers=workers, progress=click.echo)
+    md, js = write_reports(report, out_dir)
+    click.echo(f"{report['passed']} of {report['kernels']} kernels pass; wrote {md} and {js}")
