@@ -104,9 +104,10 @@ def test_auto_on_a_gpu_is_the_fastest_predicted_runnable_configuration(fake_gpu,
 
 def test_tuning_runs_once_per_shape(fake_gpu, tune_calls):
     first = choose()
-    assert choose() == first and len(tune_calls) == 1
+    families = len(tune_calls)  # one tune per runnable family
+    assert families >= 1 and choose() == first and len(tune_calls) == families
     choose(batch=8)
-    assert len(tune_calls) == 2
+    assert len(tune_calls) == 2 * families
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ def test_tuning_runs_once_per_shape(fake_gpu, tune_calls):
         ({"dtype": torch.float64}, r"dtype torch.float64: the tuned kernels take float32, float16, bfloat16"),
         ({"cell": ELMAN_RELU}, r"cell 'elman_relu' is not registered \(the kernel backends load cells"),
         ({"head_dim": 4096, "heads": 1}, r"no feasible configuration for lstm .* on h100-sxm5-80gb \(tried "
-                                         r"triton-fused\)"),
+                                         r"triton-fused(, cuda-[a-z]+)*\)"),
     ],
     ids=["float64", "unregistered-cell", "nothing-fits"],
 )  # fmt: skip

@@ -190,8 +190,11 @@ def noise_band(samples: Sequence[float]) -> float:
     return max(NOISE_FLOOR, (q["q75"] - q["q25"]) / q["median"])
 
 
-def _model_order(record: Record) -> tuple[float, str]:
-    return record.predicted_us, record.name
+def _model_order(record: Record) -> tuple[float, float, str]:
+    """The model's order: predicted time, then the rank tune gave it in its run (its tie-break, the
+    solvers' deterministic order), then the canonical name."""
+    rank = math.inf if record.model_rank is None else record.model_rank
+    return record.predicted_us, rank, record.name
 
 
 def choose_measured(records: Iterable[Record]) -> Record | None:
