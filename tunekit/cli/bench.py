@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from tunekit.cli import main
-from tunekit.cli.errors import example, output_folder
+from tunekit.cli.errors import example, fail, output_folder
 
 BENCH_SOLVERS = ("auto", "native", "cpsat", "vector")  # brute force is far too slow for the full grid
 
@@ -91,22 +91,36 @@ def calibrate_triton_command(count: int, out_dir: str) -> None:
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
-@bench.command("cuda-compile")
+@bench.command(
+    "cuda-compile",
+    epilog=example("tunekit bench cuda-compile --quick", "tunekit bench cuda-compile --gpu a100 --limit 40"),
+)
 @click.option(
     "--quick", is_flag=True, help="One D per cell x dtype x direction (tens of kernels) instead of the sweep."
 )
 @click.option(
     "--gpu", "gpus", multiple=True, help="Profiles to sweep, repeatable (default a100 h100 l4 rtx4090)."
 )
-@click.option("--limit", type=int, default=None, help="Compile at most this many configurations.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Parallel nvcc processes.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Compile at most this many configurations."
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel nvcc processes."
+)
 @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 def cuda_compile_command(
     quick: bool, gpus: tuple[str, ...], limit: int | None, workers: int, out_dir: str
 ) -> None:
     """cuda-fused model vs ptxas over solver-chosen configurations (nvcc, cached): cuda_fused_compile.md."""
     from tunekit.bench.cuda_compile import DEFAULT_GPUS, run, write_reports
+    from tunekit.hardware import load_profile
 
+    out = output_folder(out_dir)
+    for name in gpus:
+        try:
+            load_profile(name)
+        except ValueError as exc:
+            fail(f"--gpu: {exc}")
     report = run(gpus or DEFAULT_GPUS, quick=quick, limit=limit, workers=workers, progress=click.echo)
-    md, js = write_reports(report, out_dir)
+    md, js = write_reports(report, out)
     click.echo(f"{report['passed']} of {report['kernels']} kernels pass; wrote {md} and {js}")
