@@ -201,8 +201,11 @@ def test_bad_requests_say_what_is_wrong():
     generatable_families() != ("triton-fused",),
     reason="this tunekit packages its CUDA families (tests/test_generate_cuda.py covers them)",
 )
-def test_a_family_without_kernels_is_named_not_silently_replaced():
-    with pytest.raises(ValueError, match="backend 'cuda-fused': no cuda-fused kernels in this tunekit"):
+def test_a_family_that_cannot_be_packaged_is_named_not_silently_replaced(monkeypatch):
+    import tunekit.kernels.cuda_fused as fused
+
+    monkeypatch.delattr(fused, "package_runtime", raising=False)
+    with pytest.raises(ValueError, match="backend 'cuda-fused': cuda-fused kernels exist but cannot be packaged"):
         choose(_problem(), "a100", backend="cuda-fused")
 
 
