@@ -205,7 +205,7 @@ def test_a_family_that_cannot_be_packaged_is_named_not_silently_replaced(monkeyp
     import tunekit.kernels.cuda_fused as fused
 
     monkeypatch.delattr(fused, "package_runtime", raising=False)
-    with pytest.raises(ValueError, match="backend 'cuda-fused': cuda-fused kernels exist but cannot be packaged"):
+    with pytest.raises(ValueError, match="cuda-fused kernels exist but cannot be packaged"):
         choose(_problem(), "a100", backend="cuda-fused")
 
 
