@@ -23,7 +23,7 @@ BackendFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 Availability = Callable[[torch.device], str | None]
 
 # backends that DESIGN §1 names but that no module provides yet: known, never available
-PLANNED_BACKENDS = ("cuda-alternating", "cuda-fused")
+PLANNED_BACKENDS = ("cuda-fused",)
 # what "auto" tries on a GPU, best first; the reference always works and closes the list
 AUTO_PREFERENCE = ("triton-fused",)
 
@@ -90,8 +90,25 @@ def _triton_available(device: torch.device) -> str | None:
     return f"tensors are on {device}: needs a CUDA GPU, or TRITON_INTERPRET=1 for the (slow) interpreter"
 
 
+def _cuda_alternating_available(device: torch.device) -> str | None:
+    """CUDA kernels run on CUDA tensors (NVRTC), or on CPU tensors in the emulator (its env var)."""
+    from tunekit.cuda import EMULATOR_ENV, emulator_enabled
+
+    if device.type == "cuda" or emulator_enabled():
+        return None
+    return (
+        f"tensors are on {device}: needs a CUDA GPU (pip install 'tunekit[cuda]'), or {EMULATOR_ENV}=1 "
+        "to run the kernels' own source in tunekit's CPU emulator (slow; for validation)"
+    )
+
+
 register_backend("reference", "tunekit.reference:rnn")
 register_backend("triton-fused", "tunekit.kernels.triton_fused:fused_rnn", available=_triton_available)
+register_backend(
+    "cuda-alternating",
+    "tunekit.kernels.cuda_alternating:alternating_rnn",
+    available=_cuda_alternating_available,
+)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
