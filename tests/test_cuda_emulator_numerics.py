@@ -276,7 +276,7 @@ def test_syncwarp_orders_shared_memory_within_a_warp(runner):
     y, sums = torch.zeros(64), torch.zeros(2)
     runner.launch(PRIMITIVES, "warp_sync_sum", LaunchDims((1, 1, 1), (64, 1, 1)), [x, y, sums])
     assert torch.equal(y, x.view(2, 32).roll(-1, dims=1).reshape(-1))
-    torch.testing.assert_close(sums, x.view(2, 32).sum(1), rtol=1e-6, atol=1e-6)
+    assert ((sums.double() - x.view(2, 32).double().sum(1)).abs() <= 1e-5).all()  # 31 fp32 adds of |x| < 5
 
 
 # ---- cp.async --------------------------------------------------------------------------------

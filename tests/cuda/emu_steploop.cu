@@ -6,6 +6,8 @@
 // the pointwise update of (c, y) for one (unit, batch) pair per thread, grid sync.
 #include "tk_cuda.cuh"
 
+#include <math.h>  // redundant, but a kernel may include it: the emulator's declarations agree with it
+
 namespace step {
 constexpr int D = 32, B = 16, ROWS = 4 * D;
 TK_DEVICE float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }

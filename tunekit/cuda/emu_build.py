@@ -2,8 +2,8 @@
 
 Three kinds of file, each compiled once per content and kept in :func:`cache_dir`:
 
-* ``rt-<hash>.o``: the emulator runtime (``templates/cuda/emu/tk_emu_runtime.cpp``: fibers,
-  scheduler, collectives, faults), compiled once and linked into every program;
+* ``rt-<hash>.o``: the emulator runtime (``templates/cuda/emu/tk_emu_{sched,warp,launch}.cpp``:
+  fibers, scheduler, collectives, faults), compiled once and linked into every program;
 * ``server-<hash>``: the helper process that forks a child per launch (``tk_emu_server.cpp``);
 * ``<program>-<hash>.so``: a kernel program, its source byte-identical with the GPU build, plus a
   generated shim translation unit that ``#include``s it and exports one entry per KernelEntry
@@ -71,6 +71,7 @@ def _templates() -> Path:
     return Path(str(resources.files("tunekit.templates").joinpath("cuda")))
 
 
+@functools.cache
 def _emu_sources() -> dict[str, bytes]:
     root = _templates()
     files = {"tk_cuda.cuh": (root / "tk_cuda.cuh").read_bytes()}
@@ -221,17 +222,26 @@ def _flags(*groups: tuple[str, ...]) -> list[str]:
     return [f for group in groups for f in group]
 
 
+RUNTIME_SOURCES = ("tk_emu_sched.cpp", "tk_emu_warp.cpp", "tk_emu_launch.cpp")
+
+
 @functools.cache
 def _runtime_object(switch: str) -> Path:
+    """The runtime's three sources compiled and combined into one relocatable object."""
     gxx, version = compiler()
     sources = _emu_sources()
     flags = _flags(RUNTIME_FLAGS, COMMON_FLAGS, _cpu_flags(), SWITCHES[switch])
     key = _digest(version, " ".join(flags), *(name.encode() + data for name, data in sources.items()))
     target = cache_dir() / f"rt-{key}.o"
-    src = _templates() / "emu" / "tk_emu_runtime.cpp"
-    inc = str(_templates())
-    _build_once(target, lambda out: _run([gxx, *flags, "-I", inc, "-c", str(src), "-o", str(out)],
-                                         "the emulator runtime", cache_dir()))  # fmt: skip
+
+    def compile_to(out: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="build-rt-", dir=cache_dir()) as tmp:
+            srcs = [str(_templates() / "emu" / name) for name in RUNTIME_SOURCES]
+            _run([gxx, *flags, "-I", str(_templates()), "-c", *srcs], "the emulator runtime", Path(tmp))
+            objs = [str(Path(tmp) / name.replace(".cpp", ".o")) for name in RUNTIME_SOURCES]
+            _run([gxx, "-r", "-nostdlib", *objs, "-o", str(out)], "the emulator runtime", Path(tmp))
+
+    _build_once(target, compile_to)
     return target
 
 

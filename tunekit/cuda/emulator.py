@@ -4,6 +4,7 @@ the emulator side of ``tk_cuda.cuh``, one fiber per CUDA thread (docs/cuda.md §
     runner = EmulatorRunner(load_profile("a100"), timeout_s=60)
     runner.launch(program, "lstm_forward", LaunchDims((4, 1, 1), (128, 1, 1)), [wx, out, B, T])
     runner.last                        # LaunchStats: build, run and child seconds, switches, fibers
+    tunekit.cuda.emulator.LAUNCHES     # every launch of every runner in the process
 
 Each launch is checked against the profile's limits before anything runs (LaunchRefused names the
 limit and the numbers), its tensors are copied into shared memory, and a helper process forks a
@@ -11,10 +12,19 @@ child that runs the kernel there (tunekit.cuda.emu_server): a crash, a fault or 
 child and comes back as KernelFault with the message; results reach the tensors only when the
 launch succeeds.
 
-Measured on this machine (2 cores shared with other jobs, g++ 12, Linux 6.18): a fiber switch
-with its barrier bookkeeping costs 40-50 ns (80-120 ns under load); a launch costs 1-6 ms beyond
-its kernel for blocks of <= 128 threads (helper round trip, fork, first touch of every fiber's
-stack at ~3 us a page), ~15 ms for one block of 1024 threads; a program compiles in ~0.8 s (-O1).
+Measured on this machine (2 cores shared with up to 9 jobs, load average 5-10; g++ 12, Linux
+6.18; best of 10-30 runs, median in brackets):
+
+* a fiber switch with its barrier bookkeeping: 33-63 ns (80 ns); through a shuffle 25-90 ns;
+* a program compiles in 0.7-0.9 s wall (-O1; 0.2 s of CPU for an empty kernel, the header's floor);
+* an empty launch of 32 threads: 0.7 ms from Python and back (3 ms), 0.4 ms of it in the child;
+* the persistent LSTM step loop of tests/cuda/emu_steploop.cu (4 blocks x 128 threads, D=32,
+  B=16, T=8: 32 mma and two grid syncs a step, 16.7k switches): 1.9-2.1 ms running the kernel
+  (2.2-4.6 ms), 7 ms per launch from Python (the fork, the stacks' first touch at ~3 us a page,
+  the helper round trip);
+* the largest cooperative grid of the a100 profile, 216 blocks x 1024 threads (221k fibers): 3.3 s;
+* cuda-alternating's LSTM bf16 case (T=13, D=40, B=5, N=3, forward and backward): 55 launches,
+  0.66 s in launches, 80 ms of it inside kernels.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import ctypes
 import json
 import math
 import numbers
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -34,7 +45,7 @@ from tunekit.cuda import CudaProgram, KernelEntry, KernelFault, LaunchDims, Laun
 from tunekit.cuda.emu_build import SWITCHES, Build, EmulatorBuildError, build_program, build_server
 from tunekit.cuda.emu_server import KINDS, MAGIC, MAX_PARAMS, Mapping, Request, Status, check_layout, server
 
-__all__ = ["EmulatorBuildError", "EmulatorRunner", "LaunchStats", "co_resident_blocks"]
+__all__ = ["LAUNCHES", "EmulatorBuildError", "EmulatorRunner", "LaunchStats", "co_resident_blocks"]
 
 # CUDA C++ Programming Guide, "Technical Specifications per Compute Capability" (all of 5.x-9.x):
 # block dimensions x, y <= 1024 and z <= 64; grid dimensions x <= 2^31 - 1, y and z <= 65535.
@@ -54,9 +65,7 @@ _DTYPES = {
     "uint64": ("uint64",),
     "int16": ("int16",),
     "uint16": ("uint16",),
-    "int8": ("int8", "bool"),
-    "uint8": ("uint8", "bool"),
-}
+}  # void, char, unsigned char and structs: raw bytes of any tensor
 _INT_RANGE = {"i32": (-(2**31), 2**31 - 1), "u32": (0, 2**32 - 1), "i64": (-(2**63), 2**63 - 1)}
 _FLT_MAX = 3.4028234663852886e38
 
@@ -116,6 +125,13 @@ class _Program:
         self.static_seen: dict[str, int] = {}  # static shared bytes found at run time (helpers' TK_SHARED)
 
 
+# Every launch of every runner in this process (runner_for makes a runner a call), for figures:
+# e.g. sum(s.total_s for s in LAUNCHES) after a test case
+LAUNCHES: deque[LaunchStats] = deque(maxlen=100_000)
+_LOADED: dict[tuple[str, str, str, str], _Program] = {}
+_LOADED_LOCK = threading.Lock()
+
+
 class EmulatorRunner:
     """Runs CUDA programs on CPU tensors in the emulator (a :class:`tunekit.cuda.CudaRunner`).
 
@@ -142,7 +158,6 @@ class EmulatorRunner:
             raise ValueError(f"switch: got {switch!r}, expected one of {sorted(SWITCHES)}")
         self.switch = switch
         self.stats: deque[LaunchStats] = deque(maxlen=100_000)
-        self._programs: dict[tuple[str, str], _Program] = {}
 
     @property
     def last(self) -> LaunchStats | None:
@@ -150,17 +165,19 @@ class EmulatorRunner:
         return self.stats[-1] if self.stats else None
 
     def load(self, program: CudaProgram) -> tuple[_Program, float]:
-        """The program built (or found in the cache) and loaded; seconds spent building it now."""
-        key = (program.name, program.digest + repr(program.entries))
-        if key in self._programs:
-            return self._programs[key], 0.0
-        build = build_program(program, switch=self.switch)
-        loaded = _Program(build)
-        missing = [e.name for e in program.entries if e.name not in loaded.entries]
-        if missing:
-            raise EmulatorBuildError(f"program {program.name!r}: no exported entries {missing}")
-        self._programs[key] = loaded
-        return loaded, build.seconds
+        """The program built (or found in the cache) and loaded; seconds spent building it now.
+        Loaded programs are kept for the process: every runner (runner_for makes one a call) shares them."""
+        key = (self.switch, program.name, program.digest, repr(program.entries))
+        with _LOADED_LOCK:
+            if key in _LOADED:
+                return _LOADED[key], 0.0
+            build = build_program(program, switch=self.switch)
+            loaded = _Program(build)
+            missing = [e.name for e in program.entries if e.name not in loaded.entries]
+            if missing:
+                raise EmulatorBuildError(f"program {program.name!r}: no exported entries {missing}")
+            _LOADED[key] = loaded
+            return loaded, build.seconds
 
     def launch(self, program: CudaProgram, entry: str, dims: LaunchDims, args: Sequence[Any]) -> None:
         """Run ``program``'s ``entry`` with ``dims`` on ``args`` (CPU tensors and scalars in the
@@ -182,19 +199,10 @@ class EmulatorRunner:
             loaded.static_seen[entry] = static = grow
             self._check_limits(spec, dims, static)
         run_s, child_s, switches, fibers, guard = figures
-        self.stats.append(
-            LaunchStats(
-                program.name,
-                entry,
-                build_s,
-                run_s,
-                child_s,
-                time.perf_counter() - t0,
-                switches,
-                fibers,
-                guard,
-            )
-        )
+        total_s = time.perf_counter() - t0
+        stats = LaunchStats(program.name, entry, build_s, run_s, child_s, total_s, switches, fibers, guard)
+        self.stats.append(stats)
+        LAUNCHES.append(stats)
 
     # ---- limits ------------------------------------------------------------------------------
 

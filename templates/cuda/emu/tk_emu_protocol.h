@@ -1,6 +1,6 @@
 // tk_emu_protocol.h -- the launch request: one shared mapping between Python (tunekit/cuda/emu_server.py
 // mirrors this struct with ctypes), the helper process (tk_emu_server.cpp) and the kernel's child
-// process (tk_emu_runtime.cpp). The argument buffers follow the struct in the same mapping.
+// process (tk_emu_launch.cpp). The argument buffers follow the struct in the same mapping.
 #pragma once
 
 #include <cstdint>
