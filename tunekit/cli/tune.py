@@ -36,20 +36,30 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def shape_options(required: bool = True) -> list[Callable]:
+    """--gpu --cell --head-dim --heads --batch --dtype --direction: a problem and a GPU. With
+    ``required=False`` (``validate``) every one defaults to None: the command fills in its own."""
+
+    def default(value: Any) -> dict[str, Any]:
+        return {"default": value, "show_default": True} if required else {"default": None}
+
+    return [
+        click.option(
+            "--gpu", required=required, help="GPU profile name or alias, e.g. a100 (see `tunekit hw list`)."
+        ),
+        click.option("--cell", required=required, help="lstm, gru, slstm or elman."),
+        click.option("--head-dim", "head_dim", type=int, required=required, help="Hidden size per head (D)."),
+        click.option("--heads", type=int, help="Number of heads (N).", **default(1)),
+        click.option("--batch", type=int, help="Batch size (B).", **default(16)),
+        click.option("--dtype", help="float32, float16 or bfloat16.", **default("bfloat16")),
+        click.option("--direction", help="forward, backward or both (training).", **default("forward")),
+    ]
+
+
 def problem_options(command: Callable) -> Callable:
     """The options that describe a problem and a GPU, shared by ``tune`` and ``explain``."""
     options = [
-        click.option(
-            "--gpu", required=True, help="GPU profile name or alias, e.g. a100 (see `tunekit hw list`)."
-        ),
-        click.option("--cell", required=True, help="lstm, gru, slstm or elman."),
-        click.option("--head-dim", "head_dim", type=int, required=True, help="Hidden size per head (D)."),
-        click.option("--heads", type=int, default=1, show_default=True, help="Number of heads (N)."),
-        click.option("--batch", type=int, default=16, show_default=True, help="Batch size (B)."),
-        click.option("--dtype", default="bfloat16", show_default=True, help="float32, float16 or bfloat16."),
-        click.option(
-            "--direction", default="forward", show_default=True, help="forward, backward or both (training)."
-        ),
+        *shape_options(),
         click.option(
             "--backend",
             default="auto",
