@@ -90,14 +90,19 @@ def assert_close(actual, expected, dtype, what):
     assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({DTYPE_IDS[dtype]})"
 
 
-def check(cell, B, T, N, D, dtype, config, with_s0=True, seed=0, loss="both", run=alternating_rnn):
-    """Forward and backward of ``run`` against the float64 reference; returns the seconds it took."""
+def check(
+    cell, B, T, N, D, dtype, config, with_s0=True, seed=0, loss="both", run=alternating_rnn, device="cpu"
+):
+    """Forward and backward of ``run`` on ``device`` against the float64 reference on the CPU;
+    returns (seconds it took, states, last, gradients) with everything back on the CPU."""
     inputs = make_inputs(cell, B, T, N, D, dtype, with_s0, seed)
-    ours = [None if x is None else x.clone().requires_grad_() for x in inputs]
+    ours = [None if x is None else x.to(device, copy=True).requires_grad_() for x in inputs]
     ref = [None if x is None else x.double().requires_grad_() for x in inputs]
     start = time.perf_counter()
     states, last = run(*ours, cell=cell, config=config)
     ref_states, ref_last = reference_rnn(*ref, cell=cell)
+    states_d, last_d = states, last
+    states, last = states.cpu(), last.cpu()
     assert states.dtype == dtype and last.dtype == dtype
     assert_close(states, ref_states, dtype, "all states")
     assert_close(last, ref_last, dtype, "final states")
@@ -108,13 +113,15 @@ def check(cell, B, T, N, D, dtype, config, with_s0=True, seed=0, loss="both", ru
     for st in declaration.no_grad_states:  # no gradient flows through a stabilizer
         w_all[declaration.states.index(st)] = w_last[declaration.states.index(st)] = 0.0
     w_all, w_last = w_all * (loss in ("both", "all")), w_last * (loss in ("both", "last"))
-    ((states.float() * w_all).sum() + (last.float() * w_last).sum()).backward()
+    ((states_d.float() * w_all.to(device)).sum() + (last_d.float() * w_last.to(device)).sum()).backward()
     ((ref_states * w_all.double()).sum() + (ref_last * w_last.double()).sum()).backward()
+    grads = []
     for name, x, x_ref in zip(("dWx", "dR", "db", "dstates0"), ours, ref, strict=True):
         if x is not None:
             assert x.grad is not None and x.grad.dtype == dtype, name
-            assert_close(x.grad, x_ref.grad, dtype, name)
-    return time.perf_counter() - start
+            assert_close(x.grad.cpu(), x_ref.grad, dtype, name)
+            grads.append(x.grad.cpu())
+    return time.perf_counter() - start, states, last, grads
 
 
 @pytest.mark.parametrize("dtype", list(DTYPE_IDS), ids=list(DTYPE_IDS.values()))

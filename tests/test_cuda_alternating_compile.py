@@ -4,21 +4,16 @@ for sm_80/86/89/90, and per entry ptxas's figures agree with the constraint mode
 model's budget, no spills, no stack frame; the GEMMs run on tensor cores (HMMA), fed by cp.async
 (LDGSTS) and, where the operand is k-contiguous, ldmatrix (LDSM).
 
-The compile helpers here are small stand-ins for tunekit.compilers (branch cuda-runtime); the
-checks stay when the helpers move there.
+Compiles go through tunekit.compilers (cached on disk by name, source digest, arch and tool).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from tunekit.cuda import CudaProgram
+from tunekit.compilers.cuda import compile_programs
 from tunekit.kernels.cuda_alternating import (
     FAMILY,
     GEMM_ENTRIES,
@@ -32,67 +27,7 @@ from tunekit.kernels.cuda_alternating import (
 from tunekit.problem import KernelConfig, Problem
 
 ARCHS = (80, 86, 89, 90)
-HEADERS = Path(__file__).resolve().parents[1] / "templates" / "cuda"
-_PTXAS = re.compile(
-    r"Compiling entry function '(\w+)' for 'sm_(\d+)'.*?(\d+) bytes stack frame, (\d+) bytes spill stores, "
-    r"(\d+) bytes spill loads\s*\nptxas info\s*: Used (\d+) registers(?:, used \d+ barriers)?"
-    r"(?:, (\d+) bytes smem)?",
-    re.S,
-)
-
-
-def parse_ptxas(log: str) -> dict[tuple[str, int], dict[str, int]]:
-    """(entry, arch) -> registers, static shared bytes, spill bytes, stack frame bytes (ptxas -v)."""
-    return {
-        (m[1], int(m[2])): {"registers": int(m[6]), "static_shared_bytes": int(m[7] or 0),
-                            "spill_bytes": int(m[4]) + int(m[5]), "stack_frame_bytes": int(m[3])}
-        for m in _PTXAS.finditer(log)
-    }  # fmt: skip
-
-
-def nvcc_compile(program: CudaProgram, workdir: Path) -> tuple[dict, dict[tuple[str, int], str]]:
-    """ptxas figures and SASS per (entry, arch): one nvcc run for every arch (a fatbin)."""
-    source, fatbin = workdir / f"{program.name}.cu", workdir / f"{program.name}.fatbin"
-    source.write_text(program.source)
-    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ARCHS]
-    command = ["nvcc", "-std=c++17", "-I", str(HEADERS), "-fatbin", *gencode, "-Xptxas", "-v", str(source)]
-    done = subprocess.run([*command, "-o", str(fatbin)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"nvcc failed on {program.name}:\n{done.stderr[-3000:]}"
-    import triton
-
-    cuobjdump = triton.knobs.nvidia.cuobjdump.path  # Triton's bundled CUDA tools
-    dump = subprocess.run([cuobjdump, "-sass", str(fatbin)], capture_output=True, text=True, timeout=300)
-    sass: dict[tuple[str, int], str] = {}
-    for arch_part in re.split(r"\n\s*code for sm_", dump.stdout)[1:]:
-        arch = int(arch_part[:2])
-        for function in re.split(r"\n\s*Function : ", arch_part)[1:]:
-            name, _, body = function.partition("\n")
-            sass[(name.strip(), arch)] = body
-    return parse_ptxas(done.stderr), sass
-
-
-def nvrtc_compile(program: CudaProgram, arch: int) -> dict:
-    """ptxas figures per (entry, arch) of an NVRTC compile (cuda.core; headers from the NVIDIA wheels)."""
-    import nvidia
-    from cuda.core import Program, ProgramOptions
-
-    roots = [Path(p) / "cu13" / "include" for p in nvidia.__path__]
-    include = [str(HEADERS)] + [str(r) for r in roots if r.is_dir()] + [str(r / "cccl") for r in roots]
-    options = ProgramOptions(arch=f"sm_{arch}", std="c++17", ptxas_options=["-v"], include_path=include)
-
-    class Log:
-        def __init__(self):
-            self.parts = []
-
-        def write(self, part):
-            self.parts.append(part.decode() if isinstance(part, bytes) else str(part))
-
-    log, compiler = Log(), Program(program.source, "c++", options)
-    try:
-        compiler.compile("cubin", logs=log)
-    finally:
-        compiler.close()
-    return parse_ptxas("".join(log.parts))
+TOOLS = ("nvcc", "nvrtc")
 
 
 def _config(family_problem: tuple, gpu: str, params: tuple[int, ...]) -> KernelConfig:
@@ -111,52 +46,37 @@ SAMPLE = {
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """name -> (config, [(program, nvcc figures, sass, {arch: nvrtc figures}, seconds)]): every
-    compile of the sample, two at a time (the machine's two cores)."""
-    workdir = tmp_path_factory.mktemp("cuda-alternating-compile")
+def compiled():
+    """name -> (config, {(program name, arch, tool): ProgramCompile}): every compile of the sample,
+    two at a time (the machine's two cores; cached on disk by source digest, arch and tool)."""
     configs = {name: make() for name, make in SAMPLE.items()}
-    jobs = [(name, program) for name, config in configs.items() for program in programs(config)]
-
-    def timed(fn, *args):
-        start = time.perf_counter()
-        return fn(*args), time.perf_counter() - start
-
-    with ThreadPoolExecutor(2) as pool:
-        nvcc = {p.name: pool.submit(timed, nvcc_compile, p, workdir) for _, p in jobs}
-        nvrtc = {(p.name, a): pool.submit(timed, nvrtc_compile, p, a) for _, p in jobs for a in ARCHS}
-        results = {name: (config, []) for name, config in configs.items()}
-        for name, program in jobs:
-            (figures, sass), nvcc_s = nvcc[program.name].result()
-            by_arch = {a: nvrtc[(program.name, a)].result() for a in ARCHS}
-            nvrtc_s = sum(seconds for _, seconds in by_arch.values())
-            row = (program, figures, sass, {a: f for a, (f, _) in by_arch.items()}, (nvcc_s, nvrtc_s))
-            results[name][1].append(row)
-    return results
+    jobs = [(p, a, t) for c in configs.values() for p in programs(c) for a in ARCHS for t in TOOLS]
+    results = compile_programs(jobs, workers=2)
+    failed = [str(r) for r in results if isinstance(r, Exception)]
+    assert not failed, failed
+    by_job = {(p.name, a, t): r for (p, a, t), r in zip(jobs, results, strict=True)}
+    return {name: (config, by_job) for name, config in configs.items()}
 
 
 @pytest.mark.parametrize("name", list(SAMPLE))
 def test_every_entry_compiles_within_the_model(compiled, name):
-    config, rows = compiled[name]
-    for program, figures, sass, nvrtc, _ in rows:
+    config, by_job = compiled[name]
+    for program in programs(config):
         for entry in program.entries:
             model = predicted(config, entry.name)
             shared, registers = model["shared_memory_bytes_per_block"], model["registers_per_thread"]
             dynamic = launch_dims(config, entry.name).shared_bytes
-            for tool, by_arch in (("nvcc", figures), *((f"nvrtc-sm_{a}", nvrtc[a]) for a in ARCHS)):
-                for arch in ARCHS:
-                    if (entry.name, arch) not in by_arch:
-                        continue
-                    got = by_arch[(entry.name, arch)]
+            for arch in ARCHS:
+                for tool in TOOLS:
+                    got = by_job[(program.name, arch, tool)].entry(entry.name)
                     where = f"{program.name}:{entry.name} sm_{arch} ({tool})"
-                    assert got["static_shared_bytes"] + dynamic == shared, (where, got, shared)
-                    assert got["registers"] <= registers, (where, got, registers)
-                    assert got["spill_bytes"] == 0 and got["stack_frame_bytes"] == 0, (where, got)
-            assert all((entry.name, a) in figures and (entry.name, a) in nvrtc[a] for a in ARCHS), entry.name
-            if entry.name in GEMM_ENTRIES:
-                for arch in ARCHS:
-                    code = sass[(entry.name, arch)]
+                    assert got.static_shared_bytes + dynamic == shared, (where, got.usage, shared)
+                    assert got.registers <= registers, (where, got.usage, registers)
+                    assert got.spill_bytes == 0 and got.stack_frame_bytes == 0, (where, got.usage)
+                if entry.name in GEMM_ENTRIES:
+                    code = by_job[(program.name, arch, "nvcc")].entry(entry.name).sass
                     where = f"{program.name}:{entry.name} sm_{arch}"
+                    assert code is not None, f"{where}: no SASS (no cuobjdump found)"
                     assert "HMMA" in code and "LDGSTS" in code, f"{where}: no mma or no cp.async"
                     transposed_tf32 = config.problem.dtype == "float32" and entry.name == "gemm_weight_grad"
                     assert "LDSM" in code or transposed_tf32, f"{where}: no ldmatrix"
@@ -164,24 +84,24 @@ def test_every_entry_compiles_within_the_model(compiled, name):
 
 def test_gemm_shared_memory_is_the_pipeline_only(compiled):
     # what the launcher requests is STAGES x (A slice + B slice); ptxas sees no static shared memory
-    for config, rows in compiled.values():
-        for program, figures, *_ in rows:
-            for entry in program.entries:
-                if entry.name in GEMM_ENTRIES:
-                    assert launch_dims(config, entry.name).shared_bytes == gemm_shared_bytes(
-                        config.params, config.problem.dtype
-                    )
-                    assert all(figures[(entry.name, a)]["static_shared_bytes"] == 0 for a in ARCHS)
+    for config, by_job in compiled.values():
+        for program in programs(config):
+            for entry in (e for e in program.entries if e.name in GEMM_ENTRIES):
+                dynamic = launch_dims(config, entry.name).shared_bytes
+                assert dynamic == gemm_shared_bytes(config.params, config.problem.dtype)
+                for arch in ARCHS:
+                    assert by_job[(program.name, arch, "nvcc")].entry(entry.name).static_shared_bytes == 0
 
 
 def test_compile_seconds_are_reported(compiled, capsys):
-    # the figures behind the report: nvcc for all four archs at once, NVRTC per arch
+    # the figures behind the report: the compile that made each (cached) build
     with capsys.disabled():
-        for name, (_, rows) in compiled.items():
-            for program, *_, (nvcc_s, nvrtc_s) in rows:
-                role = program.name.rsplit("-", 1)[1]
-                per_arch = nvrtc_s / len(ARCHS)
-                print(f"\n{name} {role}: nvcc (4 archs) {nvcc_s:.1f} s, nvrtc {per_arch:.1f} s per arch")
+        for config, by_job in compiled.values():
+            for program in programs(config):
+                for tool in TOOLS:
+                    seconds = [by_job[(program.name, a, tool)].build.seconds for a in ARCHS]
+                    shown = ", ".join(f"sm_{a} {s:.1f}" for a, s in zip(ARCHS, seconds, strict=True))
+                    print(f"\n{program.name} {tool}: {shown} s")
     assert compiled
 
 
