@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_cuda_alternating import CELLS, DTYPE_IDS, assert_close, check, config_for
 
-from tunekit.cuda import EMULATOR_ENV
+# emulator: the autouse fixture of the CPU tests (emulator for CPU tensors, the test cells registered)
+from test_cuda_alternating import CELLS, DTYPE_IDS, assert_close, check, config_for, emulator  # noqa: F401
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def emulator_too(monkeypatch):
-    """CUDA tensors run on the GPU; CPU tensors (the comparison runs) in the emulator."""
-    monkeypatch.setenv(EMULATOR_ENV, "1")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPE_IDS), ids=list(DTYPE_IDS.values()))
