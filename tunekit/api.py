@@ -23,10 +23,10 @@ BackendFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 Availability = Callable[[torch.device], str | None]
 
 # backends that DESIGN §1 names but that no module provides yet: known, never available
-PLANNED_BACKENDS = ("cuda-alternating",)
+PLANNED_BACKENDS: tuple[str, ...] = ()
 # what "auto" tries on a GPU when the tuner's family for the shape cannot run, best first; the
 # reference always works and closes the list
-AUTO_PREFERENCE = ("triton-fused", "cuda-fused")
+AUTO_PREFERENCE = ("triton-fused", "cuda-fused", "cuda-alternating")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -91,8 +91,9 @@ def _triton_available(device: torch.device) -> str | None:
     return f"tensors are on {device}: needs a CUDA GPU, or TRITON_INTERPRET=1 for the (slow) interpreter"
 
 
-def _cuda_fused_available(device: torch.device) -> str | None:
-    """The CUDA kernels run through NVRTC on CUDA tensors (tunekit[cuda]), or in the CPU emulator."""
+def _cuda_available(device: torch.device) -> str | None:
+    """The CUDA families run through NVRTC on CUDA tensors (tunekit[cuda]), or their own source in
+    the CPU emulator on CPU tensors (its env var)."""
     from tunekit.cuda import EMULATOR_ENV, emulator_enabled
 
     if device.type == "cuda":
@@ -103,12 +104,18 @@ def _cuda_fused_available(device: torch.device) -> str | None:
         return None
     if emulator_enabled():
         return None
-    return f"tensors are on {device}: needs a CUDA GPU, or {EMULATOR_ENV}=1 for the (slow) CPU emulator"
+    return (
+        f"tensors are on {device}: needs a CUDA GPU (pip install 'tunekit[cuda]'), or {EMULATOR_ENV}=1 "
+        "to run the kernels' own source in tunekit's CPU emulator (slow; for validation)"
+    )
 
 
 register_backend("reference", "tunekit.reference:rnn")
 register_backend("triton-fused", "tunekit.kernels.triton_fused:fused_rnn", available=_triton_available)
-register_backend("cuda-fused", "tunekit.kernels.cuda_fused:fused_rnn", available=_cuda_fused_available)
+register_backend("cuda-fused", "tunekit.kernels.cuda_fused:fused_rnn", available=_cuda_available)
+register_backend(
+    "cuda-alternating", "tunekit.kernels.cuda_alternating:alternating_rnn", available=_cuda_available
+)
 
 
 def _tuned_family(cell: Cell, Wx: torch.Tensor, grad: bool) -> str | None:
