@@ -38,26 +38,57 @@ tanh = sympy.tanh  # derivative 1 - tanh(x)**2, as torch's autograd computes it
 sqrt = sympy.sqrt
 
 
-class sigmoid(sympy.Function):  # noqa: N801 (reads like the math)
+def _numbers(args: tuple[sympy.Basic, ...], prec: int) -> list[sympy.Number] | None:
+    """The arguments evaluated to numbers at binary precision ``prec``, or None if one is symbolic."""
+    values = [sympy.sympify(arg).evalf(prec) if arg.is_number else None for arg in args]
+    return values if all(v is not None and v.is_Number for v in values) else None
+
+
+class _Numeric(sympy.Function):
+    """A cell function that evaluates numerically when its arguments are constants.
+
+    SymPy folds constant subexpressions (``maximum(2, tanh(2)**3)``), and the printers turn every
+    constant into a float literal with ``float(expr)``, which needs ``evalf``. SymPy finds mpmath's
+    function of the same name for ``sigmoid`` only; each subclass gives its value in :meth:`value`.
+    """
+
+    @classmethod
+    def value(cls, *args: sympy.Number) -> sympy.Expr:
+        raise NotImplementedError
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        args = _numbers(self.args, prec)
+        return None if args is None else sympy.sympify(self.value(*args)).evalf(prec)
+
+
+class sigmoid(_Numeric):  # noqa: N801 (reads like the math)
     """Logistic sigmoid σ(x) = 1 / (1 + exp(-x)); σ' = σ(1 - σ) reuses the forward value."""
 
     nargs = 1
+
+    @classmethod
+    def value(cls, x: sympy.Number) -> sympy.Expr:
+        return 1 / (1 + sympy.exp(-x))
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
 
-class logsigmoid(sympy.Function):  # noqa: N801
+class logsigmoid(_Numeric):  # noqa: N801
     """log σ(x), printed in a stable form (min(x, 0) - log1p(exp(-|x|))); its derivative is σ(-x)."""
 
     nargs = 1
+
+    @classmethod
+    def value(cls, x: sympy.Number) -> sympy.Expr:
+        return sympy.Min(x, 0) - sympy.log(1 + sympy.exp(-abs(x)))
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sigmoid(-self.args[0])
 
 
-class maximum(sympy.Function):  # noqa: N801
+class maximum(_Numeric):  # noqa: N801
     """max(a, b) with its arguments kept in order; at a tie the gradient goes to ``a``.
 
     SymPy's ``Max`` sorts its arguments and splits a tie's gradient in halves; the sLSTM's
@@ -73,25 +104,37 @@ class maximum(sympy.Function):  # noqa: N801
             return sympy.Max(a, b)
         return None
 
+    @classmethod
+    def value(cls, a: sympy.Number, b: sympy.Number) -> sympy.Expr:
+        return sympy.Max(a, b)
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         a, b = self.args
         return at_least(a, b) if argindex == 1 else 1 - at_least(a, b)
 
 
-class at_least(sympy.Function):  # noqa: N801
+class at_least(_Numeric):  # noqa: N801
     """1 where a >= b, else 0: the derivative of ``maximum``; printed as a select, never a Piecewise
     (SymPy folds a Piecewise that sits inside a comparison into an ITE no target can print)."""
 
     nargs = 2
 
+    @classmethod
+    def value(cls, a: sympy.Number, b: sympy.Number) -> sympy.Expr:
+        return sympy.Integer(1 if a >= b else 0)
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Integer(0)  # a step function: zero almost everywhere
 
 
-class no_grad(sympy.Function):  # noqa: N801
+class no_grad(_Numeric):  # noqa: N801
     """Identity in the forward; no gradient flows through it (torch prints ``.detach()``)."""
 
     nargs = 1
+
+    @classmethod
+    def value(cls, x: sympy.Number) -> sympy.Expr:
+        return x
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Integer(0)
@@ -116,6 +159,24 @@ class select(sympy.Function):  # noqa: N801
         if condition is sympy.false:
             return if_false
         return if_true if if_true == if_false else None
+
+    @property
+    def is_number(self) -> bool:
+        # Expr.is_number asks every argument, and a condition (a Boolean) never says yes
+        return not self.free_symbols
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        # a condition SymPy left open on constants (a tie such as maximum(tanh(2), 1) >= 1, which
+        # it cannot decide symbolically) is decided on the numbers, so a constant select prints
+        condition, if_true, if_false = self.args
+        if isinstance(condition, sympy.core.relational.Relational):
+            sides = _numbers(condition.args, prec)
+            if sides is None:
+                return None
+            condition = condition.func(*sides)
+        if condition not in (sympy.true, sympy.false):
+            return None
+        return (if_true if condition is sympy.true else if_false).evalf(prec)
 
     def _eval_derivative(self, symbol: sympy.Symbol) -> sympy.Expr:
         condition, if_true, if_false = self.args

@@ -1,18 +1,28 @@
-"""``tunekit bench``: benchmarks that write reports under ``reports/`` (thin layer over tunekit.bench)."""
+"""``tunekit bench``: benchmarks that write reports under ``reports/`` (thin layer over tunekit.bench).
+
+Each command checks its output folder (creating it if missing) before it starts: a bad ``--out``
+is an ``Error:`` line and exit 2 at once, not after the whole run.
+"""
 
 from __future__ import annotations
 
 import click
 
 from tunekit.cli import main
+from tunekit.cli.errors import example, output_folder
+
+BENCH_SOLVERS = ("auto", "native", "cpsat", "vector")  # brute force is far too slow for the full grid
 
 
-@main.group("bench")
+@main.group("bench", epilog=example("tunekit bench solvers --quick --out /tmp/bench"))
 def bench() -> None:
     """Benchmarks; each writes a Markdown and a JSON report under reports/."""
 
 
-@bench.command("solvers")
+@bench.command(
+    "solvers",
+    epilog=example("tunekit bench solvers --quick", "tunekit bench solvers --solver native --solver cpsat"),
+)
 @click.option("--quick", is_flag=True, help="A small grid (2 shapes, seconds) instead of the full sweep.")
 @click.option(
     "--out",
@@ -20,14 +30,15 @@ def bench() -> None:
     default="reports",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for solver_bench.md and solver_bench.json.",
+    help="Folder for solver_bench.md and solver_bench.json (created if missing).",
 )
 @click.option(
     "--solver",
     "solvers",
     multiple=True,
-    type=click.Choice(["auto", "native", "cpsat", "vector"]),
-    help="Solvers to time, repeatable (default: auto on every shape, native and cpsat on a sample).",
+    type=click.Choice(BENCH_SOLVERS),
+    help="Solvers to time, repeatable (default: auto on every shape, native and cpsat on a sample; "
+    "brute force is not offered: it would take hours on the grid).",
 )
 def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None:
     """Time tune(..., backend="auto") over a grid of shapes with each solver; coverage and baselines."""
@@ -37,6 +48,7 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
 
     from tunekit.bench.solver_bench import DEFAULT_GRID, QUICK_GRID, run, write_reports
 
+    out = output_folder(out_dir)
     grid = QUICK_GRID if quick else DEFAULT_GRID
     if solvers:
         every = dict(grid.solvers)
@@ -44,7 +56,7 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
     console = Console(stderr=True, highlight=False)
     with console.status("starting") as status:
         report = run(grid, progress=lambda text: status.update(text))
-    md, js = write_reports(report, out_dir)
+    md, js = write_reports(report, out)
     for solver, stats in report["summary_ms"].items():
         if stats.get("n"):
             click.echo(
@@ -54,14 +66,26 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
     click.echo(f"wrote {md} and {js}")
 
 
-@bench.command("calibrate-triton")
-@click.option("--count", default=56, show_default=True, help="Configurations sampled per architecture.")
-@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+@bench.command("calibrate-triton", epilog=example("tunekit bench calibrate-triton --count 8 --out /tmp/cal"))
+@click.option(
+    "--count",
+    default=56,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Configurations sampled per architecture (>= 1).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the reports (created if missing).",
+)
 def calibrate_triton_command(count: int, out_dir: str) -> None:
     """triton-fused model vs compiler on sampled configs (sm_80, sm_90; cached) and the head-dim report."""
-    from pathlib import Path
-
     from tunekit.bench.calibrate_triton import run
 
-    paths = run(count=count, out_dir=Path(out_dir), progress=click.echo)
+    out = output_folder(out_dir)
+    paths = run(count=count, out_dir=out, progress=click.echo)
     click.echo("wrote " + ", ".join(str(p) for p in paths))

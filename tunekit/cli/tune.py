@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.columns import Columns
@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tunekit.cli import main
+from tunekit.cli.errors import EXIT_FAILED, example, fail
 
-EXIT_NO_CONFIG = 1  # well-formed input, but no configuration exists (the explanation says why)
-EXIT_USAGE = 2  # bad input: click's own code for usage errors
+EXIT_NO_CONFIG = EXIT_FAILED  # well-formed input, but no configuration exists (the explanation says why)
 
 _RESOURCE_ROWS = (
     ("threads_per_block", "threads per block"),
@@ -29,11 +29,6 @@ _RESOURCE_ROWS = (
     ("registers_per_thread", "registers per thread"),
     ("shared_memory_bytes_per_block", "shared memory per block (B)"),
 )
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 def problem_options(command: Callable) -> Callable:
@@ -63,7 +58,9 @@ def problem_options(command: Callable) -> Callable:
     return command
 
 
-def _problem(cell: str, batch: int, heads: int, head_dim: int, dtype: str, direction: str) -> Any:
+def _problem(
+    cell: str, batch: int, heads: int, head_dim: int, dtype: str, direction: str, as_json: bool
+) -> Any:
     from tunekit.problem import Problem
 
     try:
@@ -71,16 +68,16 @@ def _problem(cell: str, batch: int, heads: int, head_dim: int, dtype: str, direc
             cell=cell, batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, direction=direction
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc), as_json=as_json)
 
 
-def _gpu(name: str) -> Any:
+def _gpu(name: str, as_json: bool) -> Any:
     from tunekit.hardware import load_profile
 
     try:
         return load_profile(name)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc), as_json=as_json)
 
 
 def _number(value: Any) -> str:
@@ -169,14 +166,22 @@ def _print_result(console: Console, result: Any) -> None:
     )
 
 
-@main.command("tune")
+@main.command(
+    "tune",
+    epilog=example(
+        "tunekit tune --gpu a100 --cell lstm --head-dim 768 --heads 1 --batch 16",
+        "tunekit tune --gpu h100 --cell gru --head-dim 256 --heads 4 --batch 64 --dtype float32 \\",
+        "             --direction both --backend cuda-fused --top 10 --json",
+    ),
+)
 @problem_options
 @click.option("--top", type=int, default=5, show_default=True, help="How many candidates to list.")
 @click.option(
     "--solver",
     default="auto",
     show_default=True,
-    help="auto (numpy over small spaces, else native), native, cpsat or vector.",
+    help="auto (numpy over small spaces, else native), native, cpsat, vector or brute "
+    "(enumerates every point: small spaces only).",
 )
 def tune_command(
     gpu: str,
@@ -194,8 +199,8 @@ def tune_command(
     """Rank the feasible kernel configurations for a recurrent layer on a GPU (offline, no GPU needed)."""
     from tunekit.tuning import NoFeasibleConfig, tune
 
-    problem = _problem(cell, batch, heads, head_dim, dtype, direction)
-    profile = _gpu(gpu)
+    problem = _problem(cell, batch, heads, head_dim, dtype, direction, as_json)
+    profile = _gpu(gpu, as_json)
     try:
         result = tune(problem, profile, backend=backend, top=top, solver=solver)
     except NoFeasibleConfig as exc:
@@ -205,14 +210,20 @@ def tune_command(
             click.echo(exc.to_text())
         sys.exit(EXIT_NO_CONFIG)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc), as_json=as_json)
     if as_json:
         click.echo(json.dumps(result.to_json_dict()))
     else:
         _print_result(Console(highlight=False), result)
 
 
-@main.command("explain")
+@main.command(
+    "explain",
+    epilog=example(
+        "tunekit explain --gpu l4 --cell lstm --head-dim 2976",
+        "tunekit explain --gpu a100 --cell gru --head-dim 4096 --backend cuda-fused --json",
+    ),
+)
 @problem_options
 def explain_command(
     gpu: str,
@@ -229,12 +240,12 @@ def explain_command(
     from tunekit.explain import explain
     from tunekit.tuning import check_backend
 
-    problem = _problem(cell, batch, heads, head_dim, dtype, direction)
-    profile = _gpu(gpu)
+    problem = _problem(cell, batch, heads, head_dim, dtype, direction, as_json)
+    profile = _gpu(gpu, as_json)
     try:
         families = check_backend(backend)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc), as_json=as_json)
     with Console(stderr=True).status("finding the conflicting constraints and the nearest shapes that fit"):
         explanations = [explain(problem, profile, family) for family in families]
     if as_json:
