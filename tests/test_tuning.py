@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -225,3 +227,33 @@ def test_vector_minimum_is_the_native_optimum(family: str):
     handled, best = vector_minimum(model, objective)
     model.minimize(objective)
     assert handled and best == solve(model, backend="native")
+
+
+# CPU seconds of the import in a fresh interpreter, and whether SymPy got loaded. CPU time, the
+# best of three: on the shared 2-core machine wall time also counts waiting for other jobs.
+_IMPORT_PROBE = (
+    "import sys, time; t = time.process_time(); import tunekit.tuning; "
+    "from tunekit.problem import Problem; Problem('slstm', 4, 2, 48).g_r; "
+    "print(time.process_time() - t, 'sympy' in sys.modules)"
+)
+
+
+def test_importing_the_tuner_loads_no_sympy_and_takes_under_0_3_s():
+    runs = [
+        subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, check=True)
+        for _ in range(3)
+    ]
+    outputs = [r.stdout.split() for r in runs]
+    assert all(out[1] == "False" for out in outputs), "the tuner needs only slot and state counts"
+    assert min(float(out[0]) for out in outputs) <= 0.3
+
+
+def test_a_cell_from_the_sympy_free_registry_still_derives_its_code():
+    probe = (
+        "import sys; from tunekit.cells import get_cell; cell = get_cell('slstm'); "
+        "assert 'sympy' not in sys.modules; code = cell.forward_code('torch'); "
+        "from tunekit.cells import StepVars; "
+        "print(len(code) > 0, 'sympy' in sys.modules, StepVars.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "tunekit.cells.spec"]
