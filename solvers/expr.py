@@ -1,13 +1,18 @@
 """Integer expressions over model variables: sums, products, floor/ceil division by constants, min, max.
 
 Expressions are trees built by operator overloading (``bb * 4 + 32``). Each node can
-- ``evaluate`` itself at a full assignment (the plain-Python referee every backend is checked against),
+- ``evaluate`` itself at a full assignment (the plain-Python referee every backend is checked against;
+  a shared subexpression is evaluated once per call, or once per ``memo`` passed between calls),
 - compile itself into closures over a list of variable values (``_value_fn``) or over lists of
   lower/upper bounds (``_bounds_fn``, interval arithmetic), which the native solver calls in its
   inner loop.
 
 Comparisons build constraints (see ``constraints.py``), so expressions are unhashable and refuse
 to be used as booleans: ``if x < 3`` raises TypeError instead of silently being true.
+
+Nodes are immutable, so each one keeps what it has computed about itself: its variables and its
+interval over the variables' domains (which every ``ceil_div``/``floor_div`` by an expression
+checks when it is built) are computed once, from its children's.
 """
 
 from __future__ import annotations
@@ -83,7 +88,8 @@ def _mul_bounds(alo: int, ahi: int, blo: int, bhi: int) -> tuple[int, int]:
 class Expr:
     """Base class of integer expressions."""
 
-    __slots__ = ()
+    # what a node has computed about itself, once: variables() and _domain_bounds()
+    __slots__ = ("_vars", "_dom")
     __hash__ = None  # type: ignore[assignment]  # `==` builds a constraint, so hashing by value is meaningless
 
     # -- arithmetic -------------------------------------------------------------------------
@@ -154,21 +160,43 @@ class Expr:
         )
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, assignment: Mapping[str, int]) -> int:
-        """Value of the expression when each variable takes its value in ``assignment``."""
-        return self._eval(assignment)
+    def evaluate(self, assignment: Mapping[str, int], memo: dict | None = None) -> int:
+        """Value of the expression when each variable takes its value in ``assignment``.
+
+        Each shared subexpression is evaluated once; ``memo`` (an empty dict, then passed again)
+        shares those values between calls at the same assignment, e.g. over a model's constraints.
+        """
+        return self._value(assignment, {} if memo is None else memo)
+
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
+        key = id(self)  # the nodes outlive the memo, so ids stay unique meanwhile
+        if key in memo:
+            return memo[key]
+        value = memo[key] = self._eval(env, memo)
+        return value
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict = {}
-        self._collect(found)
-        return tuple(found)
+        try:
+            return self._vars
+        except AttributeError:
+            found: dict = {}
+            for child in self._children():
+                found.update(dict.fromkeys(child.variables()))
+            self._vars = tuple(found)
+            return self._vars
+
+    def _collect(self, found: dict) -> None:
+        found.update(dict.fromkeys(self.variables()))
 
     def _domain_bounds(self) -> tuple[int, int]:
-        """Interval over the full domains of the variables used."""
-        found: dict = {}
-        self._collect(found)
-        return self.bounds({n: (v.domain.lo, v.domain.hi) for n, v in found.items()})
+        """Interval over the full domains of the variables used (``bounds`` at the domains' ends,
+        computed bottom-up from the children's intervals, once per node)."""
+        try:
+            return self._dom
+        except AttributeError:
+            self._dom = self._node_bounds()
+            return self._dom
 
     def bounds(self, domains: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         """Interval (lo, hi) containing every value, given each variable's (lo, hi)."""
@@ -176,11 +204,14 @@ class Expr:
         index = {n: i for i, n in enumerate(names)}
         return self._bounds_fn(index)([domains[n][0] for n in names], [domains[n][1] for n in names])
 
-    # Subclasses implement these four.
-    def _eval(self, env: Mapping[str, int]) -> int:
+    # Subclasses implement these five.
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         raise NotImplementedError
 
-    def _collect(self, found: dict) -> None:
+    def _children(self) -> tuple[Expr, ...]:
+        raise NotImplementedError
+
+    def _node_bounds(self) -> tuple[int, int]:
         raise NotImplementedError
 
     def _value_fn(self, index: Index) -> ValueFn:
@@ -201,11 +232,20 @@ class Const(Expr):
     def __repr__(self) -> str:
         return str(self.value)
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
         return self.value
 
-    def _collect(self, found: dict) -> None:
-        pass
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self.value
+
+    def variables(self) -> tuple[str, ...]:
+        return ()
+
+    def _children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def _node_bounds(self) -> tuple[int, int]:
+        return self.value, self.value
 
     def _value_fn(self, index: Index) -> ValueFn:
         v = self.value
@@ -228,14 +268,23 @@ class Var(Expr):
     def __repr__(self) -> str:
         return self.name
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
         try:
             return env[self.name]
         except KeyError:
             raise ValueError(f"assignment: no value for variable {self.name!r}") from None
 
-    def _collect(self, found: dict) -> None:
-        found[self.name] = self
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self._value(env, memo)
+
+    def variables(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def _children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def _node_bounds(self) -> tuple[int, int]:
+        return self.domain.lo, self.domain.hi
 
     def _value_fn(self, index: Index) -> ValueFn:
         i = index[self.name]
@@ -290,12 +339,23 @@ class Sum(Expr):
             text += f" {'-' if self.constant < 0 else '+'} {abs(self.constant)}"
         return text
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        return self.constant + sum(c * t._eval(env) for c, t in self.terms)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self.constant + sum(c * t._value(env, memo) for c, t in self.terms)
 
-    def _collect(self, found: dict) -> None:
-        for _, t in self.terms:
-            t._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return tuple(t for _, t in self.terms)
+
+    def _node_bounds(self) -> tuple[int, int]:
+        a = b = self.constant
+        for c, t in self.terms:
+            tlo, thi = t._domain_bounds()
+            if c > 0:
+                a += c * tlo
+                b += c * thi
+            else:
+                a += c * thi
+                b += c * tlo
+        return a, b
 
     def _value_fn(self, index: Index) -> ValueFn:
         k = self.constant
@@ -354,15 +414,20 @@ class Prod(Expr):
     def __repr__(self) -> str:
         return " * ".join(f"({f!r})" if isinstance(f, Sum) else repr(f) for f in self.factors)
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         out = 1
         for f in self.factors:
-            out *= f._eval(env)
+            out *= f._value(env, memo)
         return out
 
-    def _collect(self, found: dict) -> None:
-        for f in self.factors:
-            f._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def _node_bounds(self) -> tuple[int, int]:
+        a, b = self.factors[0]._domain_bounds()
+        for f in self.factors[1:]:
+            a, b = _mul_bounds(a, b, *f._domain_bounds())
+        return a, b
 
     def _value_fn(self, index: Index) -> ValueFn:
         fns = [f._value_fn(index) for f in self.factors]
@@ -413,14 +478,20 @@ class _Division(Expr):
     def __repr__(self) -> str:
         return f"{self._label}({self.arg!r}, {self.d!r})"
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        d = self.d._eval(env) if isinstance(self.d, Expr) else self.d
-        return type(self)._round(self.arg._eval(env), d)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        d = self.d._value(env, memo) if isinstance(self.d, Expr) else self.d
+        return type(self)._round(self.arg._value(env, memo), d)
 
-    def _collect(self, found: dict) -> None:
-        self.arg._collect(found)
-        if isinstance(self.d, Expr):
-            self.d._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return (self.arg, self.d) if isinstance(self.d, Expr) else (self.arg,)
+
+    def _node_bounds(self) -> tuple[int, int]:
+        (a, b), rnd = self.arg._domain_bounds(), type(self)._round
+        if isinstance(self.d, Expr):  # monotone in each argument for a divisor >= 1: the corners
+            c, e = self.d._domain_bounds()
+            qs = (rnd(a, c), rnd(a, e), rnd(b, c), rnd(b, e))
+            return min(qs), max(qs)
+        return rnd(a, self.d), rnd(b, self.d)
 
     def _value_fn(self, index: Index) -> ValueFn:
         f, d, rnd = self.arg._value_fn(index), self.d, type(self)._round
@@ -477,12 +548,16 @@ class _Extremum(Expr):
     def __repr__(self) -> str:
         return f"{self._label}({', '.join(map(repr, self.args))})"
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        return type(self)._pick(a._eval(env) for a in self.args)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return type(self)._pick(a._value(env, memo) for a in self.args)
 
-    def _collect(self, found: dict) -> None:
-        for a in self.args:
-            a._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def _node_bounds(self) -> tuple[int, int]:
+        ivs = [a._domain_bounds() for a in self.args]  # min and max are monotone in every argument
+        pick = type(self)._pick
+        return pick(iv[0] for iv in ivs), pick(iv[1] for iv in ivs)
 
     def _value_fn(self, index: Index) -> ValueFn:
         fns, pick = [a._value_fn(index) for a in self.args], type(self)._pick
