@@ -88,7 +88,7 @@ def _mul_bounds(alo: int, ahi: int, blo: int, bhi: int) -> tuple[int, int]:
 class Expr:
     """Base class of integer expressions."""
 
-    # what a node has computed about itself, once: variables() and _domain_bounds()
+    # what a node has computed about itself, once (None until then): variables(), _domain_bounds()
     __slots__ = ("_vars", "_dom")
     __hash__ = None  # type: ignore[assignment]  # `==` builds a constraint, so hashing by value is meaningless
 
@@ -177,14 +177,17 @@ class Expr:
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        try:
-            return self._vars
-        except AttributeError:
-            found: dict = {}
+        found = self._vars
+        if found is None:
+            found = ()
             for child in self._children():
-                found.update(dict.fromkeys(child.variables()))
-            self._vars = tuple(found)
-            return self._vars
+                names = child.variables()
+                if not found:
+                    found = names
+                elif names and names is not found and names != found:
+                    found += tuple(n for n in names if n not in found)
+            self._vars = found
+        return found
 
     def _collect(self, found: dict) -> None:
         found.update(dict.fromkeys(self.variables()))
@@ -192,11 +195,10 @@ class Expr:
     def _domain_bounds(self) -> tuple[int, int]:
         """Interval over the full domains of the variables used (``bounds`` at the domains' ends,
         computed bottom-up from the children's intervals, once per node)."""
-        try:
-            return self._dom
-        except AttributeError:
-            self._dom = self._node_bounds()
-            return self._dom
+        bounds = self._dom
+        if bounds is None:
+            bounds = self._dom = self._node_bounds()
+        return bounds
 
     def bounds(self, domains: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         """Interval (lo, hi) containing every value, given each variable's (lo, hi)."""
@@ -228,6 +230,7 @@ class Const(Expr):
 
     def __init__(self, value: int) -> None:
         self.value = value
+        self._vars, self._dom = (), (value, value)
 
     def __repr__(self) -> str:
         return str(self.value)
@@ -237,9 +240,6 @@ class Const(Expr):
 
     def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         return self.value
-
-    def variables(self) -> tuple[str, ...]:
-        return ()
 
     def _children(self) -> tuple[Expr, ...]:
         return ()
@@ -264,6 +264,7 @@ class Var(Expr):
     def __init__(self, name: str, domain: Domain) -> None:
         self.name = name
         self.domain = domain
+        self._vars, self._dom = (name,), None
 
     def __repr__(self) -> str:
         return self.name
@@ -276,9 +277,6 @@ class Var(Expr):
 
     def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         return self._value(env, memo)
-
-    def variables(self) -> tuple[str, ...]:
-        return (self.name,)
 
     def _children(self) -> tuple[Expr, ...]:
         return ()
@@ -303,6 +301,7 @@ class Sum(Expr):
     def __init__(self, terms: tuple[tuple[int, Expr], ...], constant: int = 0) -> None:
         self.terms = terms
         self.constant = constant
+        self._vars = self._dom = None
 
     @staticmethod
     def of(items: list[tuple[int, Expr]]) -> Expr:
@@ -310,16 +309,23 @@ class Sum(Expr):
         constant = 0
         merged: dict[object, list] = {}
         for coef, e in items:
-            if isinstance(e, Const):
+            kind = type(e)
+            if kind is Const:
                 constant += coef * e.value
-            elif isinstance(e, Sum):
+            elif kind is Sum:
                 constant += coef * e.constant
                 for c, t in e.terms:
-                    key = t.name if isinstance(t, Var) else id(t)
-                    merged.setdefault(key, [0, t])[0] += coef * c
+                    key = t.name if type(t) is Var else id(t)
+                    if key in merged:
+                        merged[key][0] += coef * c
+                    else:
+                        merged[key] = [coef * c, t]
             else:
-                key = e.name if isinstance(e, Var) else id(e)
-                merged.setdefault(key, [0, e])[0] += coef
+                key = e.name if kind is Var else id(e)
+                if key in merged:
+                    merged[key][0] += coef
+                else:
+                    merged[key] = [coef, e]
         terms = tuple((c, t) for c, t in merged.values() if c != 0)
         if not terms:
             return Const(constant)
@@ -394,6 +400,7 @@ class Prod(Expr):
 
     def __init__(self, factors: tuple[Expr, ...]) -> None:
         self.factors = factors
+        self._vars = self._dom = None
 
     @staticmethod
     def of(a: Expr, b: Expr) -> Expr:
@@ -474,6 +481,7 @@ class _Division(Expr):
     def __init__(self, arg: Expr, d: int | Expr) -> None:
         self.arg = arg
         self.d = d
+        self._vars = self._dom = None
 
     def __repr__(self) -> str:
         return f"{self._label}({self.arg!r}, {self.d!r})"
@@ -544,6 +552,7 @@ class _Extremum(Expr):
 
     def __init__(self, args: tuple[Expr, ...]) -> None:
         self.args = args
+        self._vars = self._dom = None
 
     def __repr__(self) -> str:
         return f"{self._label}({', '.join(map(repr, self.args))})"

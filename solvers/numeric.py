@@ -58,6 +58,9 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+_MISSING = object()
+
+
 class Inexact(Exception):
     """A node could leave int64's exact range over the domains, or is of a type not known here."""
 
@@ -89,6 +92,10 @@ _STEPS: dict[type, Callable[[Any], int]] = {
     MinOf: lambda e: 0,
     MaxOf: lambda e: 0,
 }
+
+
+def _divisor(ev: _Run, d: Any) -> Any:
+    return d if type(d) is int else ev.value(d)  # a constant divisor, or an expression >= 1
 
 
 def _sum(ev: _Run, e: Sum) -> Any:
@@ -147,8 +154,8 @@ _EXPR_RULES: dict[type, Callable[[_Run, Any], Any]] = {
     Var: lambda ev, e: ev.env[e.name],
     Sum: _sum,
     Prod: _prod,
-    FloorDiv: lambda ev, e: ev.value(e.arg) // ev.value(e.d),
-    CeilDiv: lambda ev, e: -(-ev.value(e.arg) // ev.value(e.d)),
+    FloorDiv: lambda ev, e: ev.value(e.arg) // _divisor(ev, e.d),
+    CeilDiv: lambda ev, e: -(-ev.value(e.arg) // _divisor(ev, e.d)),
     MinOf: _extremum(np.minimum, min),
     MaxOf: _extremum(np.maximum, max),
 }
@@ -190,20 +197,18 @@ class _Run:
         return out
 
     def value(self, e: Any) -> Any:
-        if type(e) is int:
-            return e  # a constant divisor
         key = id(e)  # the model owns its nodes, so ids stay unique meanwhile
-        memo = self.memo
-        if key in memo:
-            return memo[key]
-        rule = _EXPR_RULES.get(type(e))
-        if rule is None:
-            raise Inexact(f"unknown expression node {type(e).__name__}")
-        if key not in self.checked:
-            if _STEPS[type(e)](e) >= SAFE_MAGNITUDE:
-                raise Inexact(f"{e!r} can leave int64's exact range")
-            self.checked.add(key)
-        out = memo[key] = rule(self, e)
+        out = self.memo.get(key, _MISSING)
+        if out is _MISSING:
+            kind = type(e)
+            rule = _EXPR_RULES.get(kind)
+            if rule is None:
+                raise Inexact(f"unknown expression node {kind.__name__}")
+            if key not in self.checked:
+                if _STEPS[kind](e) >= SAFE_MAGNITUDE:
+                    raise Inexact(f"{e!r} can leave int64's exact range")
+                self.checked.add(key)
+            out = self.memo[key] = rule(self, e)
         return out
 
     def holds(self, c: Any) -> Any:
