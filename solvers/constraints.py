@@ -46,7 +46,7 @@ def as_constraint(value: object, arg: str = "constraint") -> Constraint:
 class Constraint:
     """Base class of constraints."""
 
-    __slots__ = ()
+    __slots__ = ("_vars",)  # variables(), once (constraints are immutable)
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -80,9 +80,12 @@ class Constraint:
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict = {}
-        self._collect(found)
-        return tuple(found)
+        names = getattr(self, "_vars", None)
+        if names is None:
+            found: dict = {}
+            self._collect(found)
+            names = self._vars = tuple(found)
+        return names
 
     def _collect(self, found: dict) -> None:
         raise NotImplementedError

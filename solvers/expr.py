@@ -404,6 +404,10 @@ class Prod(Expr):
 
     @staticmethod
     def of(a: Expr, b: Expr) -> Expr:
+        for x, k in ((a, b), (b, a)):  # the common case, an expression times a constant
+            if type(k) is Const and type(x) is not Const and type(x) is not Prod:
+                c = k.value
+                return x if c == 1 else (Const(0) if c == 0 else Sum.of([(c, x)]))
         factors: list[Expr] = []
         coef = 1
         for e in (a, b):

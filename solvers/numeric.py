@@ -274,11 +274,15 @@ class Feasible:
     values: dict[Hashable, Any]
 
 
-def _at(value: Any, picked: np.ndarray, shape: tuple[int, ...] | None = None) -> Any:
-    """``value`` (an array over the points, or a constant) at the points ``picked``."""
+def _at(value: Any, picked: Any) -> Any:
+    """``value`` (an array over the points, or a constant) at the points ``picked``: a mask or
+    indices of a column, or per grid axis the indices along it."""
     if not isinstance(value, np.ndarray):
         return value
-    return (np.broadcast_to(value, shape).reshape(-1) if shape is not None else value)[picked]
+    if isinstance(picked, tuple):  # value spans the grid's axes where it is longer than 1
+        out = value[tuple(ix if n > 1 else 0 for ix, n in zip(picked, value.shape, strict=True))]
+        return out.item() if isinstance(out, np.generic) else out  # the same at every point
+    return value[picked]
 
 
 def feasible_columns(
@@ -315,7 +319,7 @@ def feasible_columns(
         if not len(picked):
             return Feasible(columns, 0, {key: np.zeros(0, dtype=np.int64) for key in extra})
         if not wide:
-            values = {key: _at(v, picked, shape) for key, v in on_grid.values(extra).items()}
+            values = {key: _at(v, index) for key, v in on_grid.values(extra).items()}
             return Feasible(columns, len(picked), values)
         # the constraints over (nearly) all variables, on the points that survive the others
         on_columns = evaluator.at(columns)

@@ -245,6 +245,24 @@ def estimate(
     return CostBreakdown(**sums, total_us_per_step=_total(sums))
 
 
+class _Converted(Mapping):
+    """``source``'s values passed through ``convert`` when first read (the formulas read a few)."""
+
+    def __init__(self, source: Mapping[str, Any], convert: Any) -> None:
+        self._source, self._convert, self._done = source, convert, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._done:
+            self._done[key] = self._convert(self._source[key])
+        return self._done[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
 def estimate_all(
     space: Space, params: Mapping[str, Sequence[int]], resources: Mapping[str, Sequence[int] | int]
 ) -> dict[str, list[float]]:
@@ -275,7 +293,6 @@ def estimate_all(
         return array.astype(object)  # numpy integers become Python ints
 
     par = {name: column(params[name]) for name in space.tunables}
-    res = {name: column(values) for name, values in resources.items()}
-    sums = _sums(space, res, par)
+    sums = _sums(space, _Converted(resources, column), par)
     sums["total_us_per_step"] = _total(sums)
-    return {name: np.broadcast_to(np.asarray(v, dtype=object), (n,)).tolist() for name, v in sums.items()}
+    return {name: v.tolist() if isinstance(v, np.ndarray) else [v] * n for name, v in sums.items()}
