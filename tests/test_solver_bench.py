@@ -72,6 +72,8 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
     assert "one untimed call" in text
     assert "| native | all | 2 |" in text and "| cpsat | all | 1 |" in text
     assert "### auto against the previous pipeline" in text and "| previous | all | 2 |" in text
+    assert report["import_tuning"]["runs"] == 3 and not report["import_tuning"]["sympy_loaded"]
+    assert "`import tunekit.tuning` in a fresh interpreter, best of 3" in text
 
 
 def test_coverage_reports_the_largest_feasible_head_dim():

@@ -2,10 +2,12 @@
 
 For each kernel family in question, :func:`tune` builds the family's constraint model
 (``tunekit.constraints.build_space``), enumerates every feasible configuration (by default with
-the "vector" solver, numpy over the whole space, or another CSP backend), ranks them with the
-analytic cost model (``tunekit.cost.estimate``) and re-checks every configuration it returns with
-the solver IR's plain-Python evaluation of each named constraint (a configuration that fails that
-check is a solver bug and raises). ``backend="auto"`` takes the fastest predicted family that has
+numpy over the whole space, :func:`tunekit.solvers.numeric.feasible_columns`, which also gives
+each configuration's resources and limits; or with another CSP backend), prices them all at once
+with the analytic cost model (``tunekit.cost.estimate_all``, the same numbers as ``estimate``),
+and re-checks every configuration it returns with the solver IR's plain-Python evaluation of each
+named constraint (a configuration that fails that check is a solver bug and raises). Nothing is
+cached between calls. ``backend="auto"`` takes the fastest predicted family that has
 any feasible configuration. When no family in question has one, :class:`NoFeasibleConfig` carries
 the spaces and, when read, the explanation (:mod:`tunekit.explain`): the conflicting constraints
 with numbers and the nearest shapes that work.

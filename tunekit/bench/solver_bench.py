@@ -21,6 +21,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +46,7 @@ __all__ = [
     "QUICK_GRID",
     "Grid",
     "coverage",
+    "import_time",
     "render_markdown",
     "run",
     "write_reports",
@@ -162,6 +165,31 @@ def _time_one(gpu: str, problem: Problem, solver: str) -> dict[str, Any]:
         "config": result.config.name,
         "time_us": result.predicted["time_us_per_step"],
         "feasible": {k: v for k, v in result.feasible_count.items() if k != "total"},
+    }
+
+
+# A fresh interpreter imports the tuner: wall and CPU seconds of the import, and whether SymPy
+# (which only code derivation needs) got loaded with it.
+_IMPORT_PROBE = (
+    "import sys, time; w, c = time.perf_counter(), time.process_time(); import tunekit.tuning; "
+    "print(time.perf_counter() - w, time.process_time() - c, 'sympy' in sys.modules)"
+)
+
+
+def import_time(runs: int = 3) -> dict[str, Any]:
+    """``import tunekit.tuning`` in ``runs`` fresh interpreters: the best wall and CPU seconds
+    (the machine is shared: the least disturbed run), and whether any of them loaded SymPy."""
+    out = []
+    for _ in range(runs):
+        command = [sys.executable, "-c", _IMPORT_PROBE]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        wall, cpu, sympy = done.stdout.split()
+        out.append((float(wall), float(cpu), sympy == "True"))
+    return {
+        "runs": runs,
+        "wall_s": min(w for w, _, _ in out),
+        "cpu_s": min(c for _, c, _ in out),
+        "sympy_loaded": any(s for _, _, s in out),
     }
 
 
@@ -366,6 +394,8 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         say("coverage: cuda-fused on a100")
         cov = coverage("a100", "cuda-fused", grid.coverage_pairs, grid.coverage_dims)
     first = solvers[0]  # the solver that times every shape
+    say("import time of tunekit.tuning")
+    imports = import_time()
     dims = grid.coverage_dims
     no_baselines = {"available": False, "note": "not run (no baseline head dims in this grid)", "rows": []}
     return {
@@ -375,6 +405,7 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         "shapes": len(rows),
         "sweep_seconds": sweep,
         "first_call_ms": first_call_ms,
+        "import_tuning": imports,
         "load_average": {"start": load_before[0], "end": os.getloadavg()[0]},
         "summary_ms": {s: _stats([r[s]["ms"] for r in rows if s in r]) for s in solvers},
         "summary_cpu_ms": {s: _stats([r[s]["cpu_ms"] for r in rows if s in r]) for s in solvers},
