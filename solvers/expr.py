@@ -93,16 +93,26 @@ class Expr:
     __hash__ = None  # type: ignore[assignment]  # `==` builds a constraint, so hashing by value is meaningless
 
     # -- arithmetic -------------------------------------------------------------------------
+    # A plain int operand (the common case in resource formulas) goes straight into the sum's
+    # constant or coefficient, without a Const node in between; the result is the same.
     def __add__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], other)
         return Sum.of([(1, self), (1, as_expr(other, "right operand of +"))])
 
     def __radd__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], other)
         return Sum.of([(1, as_expr(other, "left operand of +")), (1, self)])
 
     def __sub__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], -other)
         return Sum.of([(1, self), (-1, as_expr(other, "right operand of -"))])
 
     def __rsub__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(-1, self)], other)
         return Sum.of([(1, as_expr(other, "left operand of -")), (-1, self)])
 
     def __neg__(self) -> Expr:
@@ -112,9 +122,13 @@ class Expr:
         return self
 
     def __mul__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return _times(self, other)
         return Prod.of(self, as_expr(other, "right operand of *"))
 
     def __rmul__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return _times(self, other)
         return Prod.of(as_expr(other, "left operand of *"), self)
 
     def __floordiv__(self, d: IntLike) -> Expr:
@@ -304,9 +318,8 @@ class Sum(Expr):
         self._vars = self._dom = None
 
     @staticmethod
-    def of(items: list[tuple[int, Expr]]) -> Expr:
-        """Flatten nested sums, fold constants and merge repeated variables."""
-        constant = 0
+    def of(items: list[tuple[int, Expr]], constant: int = 0) -> Expr:
+        """Flatten nested sums, fold constants (and ``constant``) and merge repeated variables."""
         merged: dict[object, list] = {}
         for coef, e in items:
             kind = type(e)
@@ -465,6 +478,17 @@ class Prod(Expr):
             return a, b
 
         return bounds
+
+
+def _times(e: Expr, c: int) -> Expr:
+    """``e * c`` for a plain int ``c``: what ``Prod.of(e, Const(c))`` builds."""
+    if c == 1:
+        return e
+    if c == 0:
+        return Const(0)
+    if type(e) is Const:
+        return Const(e.value * c)
+    return Sum.of([(c, e)])
 
 
 def _floor(a: int, b: int) -> int:
