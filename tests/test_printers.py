@@ -348,3 +348,35 @@ def test_the_ci_hypothesis_profile_is_derandomized_without_a_database():
     ci = settings.get_profile("ci")
     assert ci.derandomize and ci.database is None and ci.print_blob and ci.max_examples == 100
     assert settings.get_profile("dev").print_blob
+
+
+CAST_SOURCE = """
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def cast_kernel(x_ptr, cast_ptr, stored_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask)
+    tl.store(cast_ptr + offs, x.to(tl.bfloat16), mask=mask)  # an explicit cast
+    tl.store(stored_ptr + offs, x, mask=mask)  # the conversion a store into a bf16 tensor does
+"""
+
+
+def test_canary_the_interpreter_truncates_fp32_to_bf16_instead_of_rounding(tmp_path):
+    """Triton 3.9's interpreter converts fp32 -> bf16 by dropping the low 16 bits (round toward zero);
+    compiled kernels round to nearest even (PTX cvt.rn.bf16.f32). The bf16 tolerances of the
+    interpreter tests count on it (tests/test_triton_fused.py: a stored bf16 value is up to one ulp,
+    2^-7 relative, off instead of half an ulp, 2^-8). If this canary fails, the interpreter changed:
+    revisit that reasoning and the tolerances."""
+    module = load_module(tmp_path / "tk_cast.py", CAST_SOURCE)
+    x = torch.randn(768, generator=torch.Generator().manual_seed(0))
+    cast, stored = torch.empty(768, dtype=torch.bfloat16), torch.empty(768, dtype=torch.bfloat16)
+    module.cast_kernel[(1,)](x, cast, stored, 768, BLOCK=1024)
+    truncated = (x.view(torch.int32) & ~0xFFFF).view(torch.float32).to(torch.bfloat16)  # exact
+    nearest = x.to(torch.bfloat16)  # torch rounds to nearest even
+    for name, got in (("cast", cast), ("store", stored)):
+        assert torch.equal(got, truncated), f"{name}: the interpreter no longer truncates fp32 -> bf16"
+        assert (got != nearest).sum() > 300, f"{name}: about half the values should be one ulp toward zero"
