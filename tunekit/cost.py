@@ -26,10 +26,12 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tunekit.constraints import Space
 from tunekit.constraints.occupancy import mma_shape, tensor_dtype
@@ -44,6 +46,7 @@ __all__ = [
     "breakdown",
     "constants_source",
     "estimate",
+    "estimate_all",
     "load_constants",
     "packaged_constants_path",
     "user_constants_path",
@@ -203,6 +206,16 @@ class CostBreakdown:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _min(a: Any, b: Any) -> Any:
+    """``min(a, b)``, elementwise where one is an array (``estimate_all`` passes numpy arrays)."""
+    return np.minimum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else min(a, b)
+
+
+def _max(a: Any, b: Any) -> Any:
+    """``max(a, b)``, elementwise where one is an array."""
+    return np.maximum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else max(a, b)
+
+
 def _rates(gpu: Any, dtype: str) -> dict[str, float]:
     """Per-SM rates in units per microsecond."""
     clock = gpu.boost_clock_mhz  # cycles per microsecond
@@ -217,7 +230,7 @@ def _rates(gpu: Any, dtype: str) -> dict[str, float]:
 def _hbm_us(k: CostConstants, gpu: Any, nbytes: float, active_sms: float, l2_resident: bool = False) -> float:
     """Time to move ``nbytes`` with ``active_sms`` SMs pulling (each capped at its share)."""
     bandwidth = gpu.memory_bandwidth_gbs * 1e3 * (k.l2_bandwidth_factor if l2_resident else 1.0)
-    share = min(1.0, k.sm_bandwidth_share * active_sms / gpu.sm_count)
+    share = _min(1.0, k.sm_bandwidth_share * active_sms / gpu.sm_count)
     return nbytes / (bandwidth * share)
 
 
@@ -239,7 +252,7 @@ def _pointwise_us(k: CostConstants, space: Space, units_on_busiest_sm: float) ->
 
 
 def _tensor_share(warps_on_sm: int) -> float:
-    return min(1.0, warps_on_sm / SUB_PARTITIONS)
+    return _min(1.0, warps_on_sm / SUB_PARTITIONS)
 
 
 def _triton_fused(
@@ -249,11 +262,11 @@ def _triton_fused(
     rate = _rates(gpu, p.dtype)
     resident = res["blocks_per_sm"] * gpu.sm_count
     waves = -(-res["blocks"] // resident)  # programs run the whole sequence: later waves wait
-    per_sm = min(res["blocks_per_sm"], -(-res["blocks"] // gpu.sm_count))  # programs sharing an SM
+    per_sm = _min(res["blocks_per_sm"], -(-res["blocks"] // gpu.sm_count))  # programs sharing an SM
     flops = 2 * p.g_r * par["d_pad"] ** 2 * par["block_b"]
     share = _tensor_share(per_sm * par["num_warps"])
     r_bytes = p.g_r * par["d_pad"] ** 2 * p.dtype_bytes  # R lives in shared memory, read every step
-    active = min(res["blocks"], gpu.sm_count)
+    active = _min(res["blocks"], gpu.sm_count)
     units = par["block_b"] * par["d_pad"] * per_sm
     return {
         "tensor_us": waves * per_sm * flops / (rate["tensor"] * share),
@@ -276,13 +289,13 @@ def _cuda_alternating(
     k_pad = res["k_pad"] if d == "forward" else -(-(p.g_r * p.head_dim) // par["tile_k"]) * par["tile_k"]
     flops = 2 * par["tile_m"] * par["tile_n"] * k_pad
     warps = par["warps_m"] * par["warps_n"]
-    share = _tensor_share(min(per_sm, res["blocks_per_sm"]) * warps)
+    share = _tensor_share(_min(per_sm, res["blocks_per_sm"]) * warps)
     smem = k_pad * (par["tile_m"] * par["warps_n"] + par["tile_n"] * par["warps_m"]) * p.dtype_bytes
     r_bytes = p.g_r * p.heads * p.head_dim**2 * p.dtype_bytes
     r_reads = r_bytes * -(-p.batch // par["tile_n"])  # every column tile re-reads its rows of R
     gates = 2 * p.g_r * p.batch * p.hidden * 4  # fp32 pre-activations: GEMM writes, pointwise reads
-    active = min(grid, gpu.sm_count)
-    pw_active = min(res["pointwise_blocks"], gpu.sm_count)
+    active = _min(grid, gpu.sm_count)
+    pw_active = _min(res["pointwise_blocks"], gpu.sm_count)
     units = p.batch * p.hidden / pw_active
     # the k loop is latency-bound when the pipeline is shallow: each slice waits for its load
     k_slices = k_pad // par["tile_k"]
@@ -312,17 +325,17 @@ def _cuda_fused(
     flops = 2 * mm * mk * par["block_b"] * warps * res["mma_tiles_per_warp"]
     tensor = per_sm * flops / (rate["tensor"] * _tensor_share(per_sm * warps))
     tiles = (rows // mm) * (kk // mk)
-    in_regs = min(tiles, res["r_tiles_in_registers_per_warp"] * warps)
+    in_regs = _min(tiles, res["r_tiles_in_registers_per_warp"] * warps)
     # each R tile in shared memory is read once per step and batch pass (the block loops over passes)
     r_smem = (tiles - in_regs) * TILE_BYTES * res["batch_passes"]
     y_reads = warps * res["row_tiles_per_warp"] * (kk // par["warps_k"]) * par["block_b"] * p.dtype_bytes
     partials = (res["split_k"] - 1) * rows * par["block_b"] * 4  # fp32 partial sums through L2
-    active = min(res["blocks"], gpu.sm_count)
+    active = _min(res["blocks"], gpu.sm_count)
     units = par["hidden_per_block"] * par["block_b"] * per_sm / res["split_k"]
     return {
         "tensor_us": tensor,
         "shared_memory_us": per_sm * (r_smem + y_reads) / rate["smem"],
-        "register_us": tensor * in_regs / max(tiles, 1),
+        "register_us": tensor * in_regs / _max(tiles, 1),
         "reduction_us": _hbm_us(k, gpu, 2 * partials * res["blocks"], active, l2_resident=True),
         "sync_us": res["grid_syncs_per_step"] * gpu.grid_sync_latency_us,
         "pointwise_us": _pointwise_us(k, space, units),
@@ -333,8 +346,30 @@ def _cuda_fused(
 _FAMILIES = {"triton-fused": _triton_fused, "cuda-alternating": _cuda_alternating, "cuda-fused": _cuda_fused}
 
 
-# The terms that add to the overlapped compute part (the max of the others).
-_SERIAL_TERMS = ("reduction_us", "sync_us", "pointwise_us", "hbm_us", "launch_us", "step_latency_us")
+_COMPUTE_TERMS = ("tensor_us", "shared_memory_us", "register_us", "load_latency_us")  # overlapped: the max
+_SERIAL_TERMS = ("reduction_us", "sync_us", "pointwise_us", "hbm_us", "launch_us", "step_latency_us")  # added
+
+
+def _sums(k: CostConstants, space: Space, res: Mapping[str, Any], par: Mapping[str, Any]) -> dict[str, Any]:
+    """Each term summed over the directions the configuration serves."""
+    names = [f.name for f in fields(CostBreakdown) if f.name != "total_us_per_step"]
+    sums = dict.fromkeys(names, 0.0)
+    for d in space.problem.directions:
+        for name, value in _FAMILIES[space.family](k, space, res, par, d).items():
+            sums[name] += value
+    return sums
+
+
+def _total(sums: Mapping[str, Any]) -> Any:
+    """The per-step time: the largest of the overlapped terms plus the serial ones, in the order
+    ``max(a, b, c, d) + sum(...)`` evaluates them (so that arrays give the same numbers)."""
+    compute = sums[_COMPUTE_TERMS[0]]
+    for name in _COMPUTE_TERMS[1:]:
+        compute = _max(compute, sums[name])
+    rest = 0
+    for name in _SERIAL_TERMS:
+        rest = rest + sums[name]
+    return compute + rest
 
 
 def estimate(
@@ -355,9 +390,6 @@ def estimate(
     return breakdown(space, res, space.config(assignment).params, constants)
 
 
-_TERMS = tuple(f.name for f in fields(CostBreakdown) if f.name != "total_us_per_step")
-
-
 def breakdown(
     space: Space,
     resources: Mapping[str, int],
@@ -367,10 +399,62 @@ def breakdown(
     """:func:`estimate` from a configuration's resources and tunables (its ``KernelConfig.params``)
     already at hand: the calibration prices the same configurations under many constants."""
     k = active_constants() if constants is None else constants
-    sums = dict.fromkeys(_TERMS, 0.0)
-    for d in space.problem.directions:
-        for name, value in _FAMILIES[space.family](k, space, resources, params, d).items():
-            sums[name] += value
-    compute = max(sums["tensor_us"], sums["shared_memory_us"], sums["register_us"], sums["load_latency_us"])
-    rest = sum(sums[n] for n in _SERIAL_TERMS)
-    return CostBreakdown(**sums, total_us_per_step=compute + rest)
+    sums = _sums(k, space, resources, params)
+    return CostBreakdown(**sums, total_us_per_step=_total(sums))
+
+
+class _Converted(Mapping):
+    """``source``'s values passed through ``convert`` when first read (the formulas read a few)."""
+
+    def __init__(self, source: Mapping[str, Any], convert: Any) -> None:
+        self._source, self._convert, self._done = source, convert, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._done:
+            self._done[key] = self._convert(self._source[key])
+        return self._done[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
+def estimate_all(
+    space: Space,
+    params: Mapping[str, Sequence[int]],
+    resources: Mapping[str, Sequence[int] | int],
+    constants: CostConstants | None = None,
+) -> dict[str, list[float]]:
+    """``estimate`` of n configurations at once: every term of :class:`CostBreakdown` (total
+    included) as a list whose entry i is configuration i's.
+
+    ``params``: each tunable's n values; ``resources``: each resource's n values (or one int for
+    all), as ``Space.resources`` gives them. The same formulas run once over numpy arrays of
+    Python objects, so each entry is computed with Python's int and float arithmetic, operation by
+    operation, exactly as ``estimate`` computes it for that configuration. A configuration the
+    formulas cannot price (a zero divisor) raises for all of them: price those one at a time.
+    """
+    if not isinstance(space, Space):
+        raise ValueError(f"space: got {type(space).__name__}, expected a tunekit.constraints.Space")
+    missing = [n for n in space.tunables if n not in params]
+    if missing:
+        raise ValueError(f"params: no values for {missing}; expected every tunable of {space.tunables}")
+    n = len(params[space.tunables[0]]) if space.tunables else 1
+
+    def column(values: Any) -> Any:
+        if isinstance(values, (int, np.integer)):
+            return int(values)
+        array = np.asarray(values)
+        if array.shape != (n,):
+            raise ValueError(
+                f"params/resources: got {array.shape[0] if array.ndim else 1} values, expected {n}"
+            )
+        return array.astype(object)  # numpy integers become Python ints
+
+    par = {name: column(params[name]) for name in space.tunables}
+    k = active_constants() if constants is None else constants
+    sums = _sums(k, space, _Converted(resources, column), par)
+    sums["total_us_per_step"] = _total(sums)
+    return {name: v.tolist() if isinstance(v, np.ndarray) else [v] * n for name, v in sums.items()}

@@ -8,10 +8,18 @@ torch's ReLU gives 0: a set of measure zero.
 
 from __future__ import annotations
 
-from tunekit.cells.spec import Cell, StepVars, maximum
+from typing import TYPE_CHECKING
+
+from tunekit.cells.declaration import Cell
+
+if TYPE_CHECKING:
+    from tunekit.cells.spec import StepVars
 
 
 def _step(v: StepVars) -> dict:
+    # SymPy loads when code is derived from the step, not when the cell is registered
+    from tunekit.cells.spec import maximum
+
     return {"y": maximum(v.gate("g"), 0)}
 
 

@@ -26,12 +26,20 @@ declaration (reference, Triton, CUDA), so all of them get these semantics.
 
 from __future__ import annotations
 
-import sympy
+from typing import TYPE_CHECKING
 
-from tunekit.cells.spec import Cell, StepVars, exp, logsigmoid, maximum, sigmoid, tanh, where
+from tunekit.cells.declaration import Cell
+
+if TYPE_CHECKING:
+    from tunekit.cells.spec import StepVars
 
 
 def _step(v: StepVars) -> dict:
+    # SymPy loads when code is derived from the step, not when the cell is registered
+    import sympy
+
+    from tunekit.cells.spec import exp, logsigmoid, maximum, sigmoid, tanh, where
+
     i, f, z, o = (v.gate(g) for g in ("i", "f", "z", "o"))
     c, n, m = v.s["c"], v.s["n"], v.s["m"]
     empty = sympy.Eq(n, 0)  # n == 0: an empty memory (the first step of a sequence)

@@ -11,7 +11,9 @@ import click
 from tunekit.cli import main
 from tunekit.cli.errors import example, fail, output_folder
 
-BENCH_SOLVERS = ("auto", "native", "cpsat", "vector")  # brute force is far too slow for the full grid
+# brute force is far too slow for the full grid; "previous" is the pipeline before the vectorised
+# path (tunekit.bench.solver_bench_previous), timed beside auto
+BENCH_SOLVERS = ("auto", "previous", "native", "cpsat", "vector")
 
 
 @main.group("bench", epilog=example("tunekit bench solvers --quick --out /tmp/bench"))
@@ -37,8 +39,9 @@ def bench() -> None:
     "solvers",
     multiple=True,
     type=click.Choice(BENCH_SOLVERS),
-    help="Solvers to time, repeatable (default: auto on every shape, native and cpsat on a sample; "
-    "brute force is not offered: it would take hours on the grid).",
+    help="Solvers to time, repeatable (default: auto, previous, native and cpsat on every shape; "
+    "previous is the pipeline before the vectorised path, with the default solver; brute force is not "
+    "offered: it would take hours on the grid).",
 )
 def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None:
     """Time tune(..., backend="auto") over a grid of shapes with each solver; coverage and baselines."""
