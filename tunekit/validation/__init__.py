@@ -26,6 +26,7 @@ from tunekit.validation.compiled import (
     validate_compile,
 )
 from tunekit.validation.numeric import (
+    EMULATOR_TOL,
     INTERPRETER_TOL,
     REFERENCE_TOL,
     Check,
@@ -39,6 +40,7 @@ from tunekit.validation.tuned import SAMPLE, Target, cuda_records, sample_proble
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "EMULATOR_TOL",
     "INTERPRETER_TOL",
     "REFERENCE_TOL",
     "SAMPLE",
