@@ -264,7 +264,8 @@ def fused_rnn(
         b: [G_t, N, D]; states: [S, B, 1, N, D] initial states or None (zeros). One dtype
         (float32, float16, bfloat16) and device: CUDA, or CPU with ``TUNEKIT_CUDA_EMULATOR=1``.
         config: a cuda-fused KernelConfig for exactly this shape, or None (the tuner's best).
-        gpu: the GPUProfile the configuration is for; default the local GPU's (a100 in the emulator).
+        gpu: the GPUProfile the configuration is for; default the local GPU's (in the emulator: the
+            profile ``config`` names, or a100 without a config).
     Returns:
         (all_states [S, B, T, N, D], last [S, B, 1, N, D]) in the input dtype.
 
@@ -283,6 +284,10 @@ def fused_rnn(
         raise ValueError(f"Wx: got dtype {Wx.dtype}, expected one of {sorted(DTYPES)} for cuda-fused")
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (Wx, R, b, states))
     problem = Problem(declaration.name, batch, heads, head_dim, dtype, "both" if grad else "forward")
+    if gpu is None and isinstance(config, KernelConfig) and Wx.device.type != "cuda":
+        from tunekit.hardware import load_profile
+
+        gpu = load_profile(config.gpu)  # the emulator enforces the limits of the GPU it was tuned for
     profile = _profile_for(Wx.device) if gpu is None else gpu
     if config is None:
         config = tuned_config(problem, profile)
