@@ -220,3 +220,26 @@ def test_cuda_packages_are_deterministic_and_import_without_tunekit(packages, fa
     assert f"batch {B + 1} refused: Wx: got shape ({B + 1}, 4," in done.stdout
     assert "layer: Layer (4, 2, 21, 21)" in done.stdout
     assert "modules: []" in done.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_on_a_gpu_the_package_runs_its_shipped_cubin_against_the_float64_reference(family, tmp_path):
+    from tunekit.hardware_detect import detect_profile
+
+    profile = detect_profile(0)  # the package's cubin is for this GPU's arch: nothing is compiled
+    problem = Problem("gru", batch=B, heads=N, head_dim=D, dtype="float32", direction="both")
+    generated = generate(problem, profile, tmp_path / "pkg", backend=family, db=tmp_path / "tuning.sqlite")
+    package = tunekit.load(generated.path)
+    case = make_case("gru", B=B, T=T, N=N, D=D, dtype=torch.float32, seed=6)
+    want = reference(case, backward=True)
+    on_gpu = {**case, "inputs": [x.cuda() for x in case["inputs"]]}
+    on_gpu |= {"w_all": case["w_all"].cuda(), "w_last": case["w_last"].cuda()}
+    got = run_case(package.rnn, on_gpu)
+    runner = package._cuda._runner(torch.device("cuda", 0))
+    assert all(runner.arch in program["cubins"] for program in package._cuda.PROGRAMS.values())
+    assert_close(got["states"].cpu(), want["states"], "float32", "all states")
+    assert_close(got["last"].cpu(), want["last"], "float32", "final states")
+    for name, g, w in zip(("Wx", "R", "b", "initial states"), got["grads"], want["grads"], strict=True):
+        assert_close(g.cpu(), w, "float32", f"gradient of {name}")
