@@ -29,7 +29,7 @@ from tunekit.constraints.occupancy import (
     register_budget,
     warps_per_sm_by_registers,
 )
-from tunekit.constraints.triton_fused import next_pow2
+from tunekit.intmath import next_pow2
 from tunekit.problem import Problem
 from tunekit.solvers import (
     Divides,
