@@ -71,7 +71,7 @@ CASES = [
     ("slstm", "float16", 17, 2, 48, "tiny3", "span"),
     ("slstm", "bfloat16", 7, 1, 64, "tiny4", "rows"),
     ("slstm", "float32", 5, 1, 57, "tiny8", "ksplit"),
-    ("elman", "float32", 11, 1, 80, "tiny8", "ksplit"),
+    ("elman", "float32", 11, 1, 104, "tiny8", "ksplit"),
     ("elman", "bfloat16", 17, 2, 64, "tiny3", "span"),
     ("elman", "float16", 5, 1, 47, "tiny4", "rows"),
 ]
