@@ -159,6 +159,17 @@ def test_initial_states_are_not_modified_and_default_to_zero():
     assert torch.equal(zeros, none)
 
 
+def test_the_runtime_renders_each_kernel_program_once_per_configuration(monkeypatch):
+    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    config = pick(Problem("elman", 3, 1, 24, "float32", "forward"), gpu, "rows")
+    wx, r, b, _ = inputs("elman", 3, 1, 24, 2, "float32")
+    first, _ = cuda_fused.fused_rnn(wx, r, b, cell="elman", config=config, gpu=gpu)
+    renders = []
+    monkeypatch.setattr(cuda_fused, "program", lambda *a: renders.append(a) or pytest.fail("re-rendered"))
+    again, _ = cuda_fused.fused_rnn(wx, r, b, cell="elman", config=config, gpu=gpu)
+    assert renders == [] and torch.equal(first, again)
+
+
 def test_a_configuration_for_another_shape_is_refused_before_anything_runs():
     gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")

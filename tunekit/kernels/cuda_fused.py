@@ -56,6 +56,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 _PLANS: dict[tuple[KernelConfig, str], Plan] = {}
 _HOSTS: dict[tuple[KernelConfig, str], tuple[Plan, Any]] = {}  # (config, GPU) -> (its plan, host module)
+_PROGRAMS: dict[tuple[KernelConfig, str, str], tuple[Plan, Any]] = {}  # (config, GPU, direction)
 
 
 def plan_of(config: KernelConfig, gpu: Any = None) -> Plan:
@@ -83,10 +84,20 @@ def _role(pl: Plan, entry: str) -> str:
     return role
 
 
+def _program_of(pl: Plan, direction: str) -> Any:
+    """``program(pl, direction)``, rendered once per plan (a render takes ~2.6 ms: too slow for
+    every call of the runtime)."""
+    key = (pl.config, pl.space.gpu.name, direction)
+    found = _PROGRAMS.get(key)
+    if found is None or found[0] is not pl:
+        found = _PROGRAMS[key] = (pl, program(pl, direction))
+    return found[1]
+
+
 def programs(config: KernelConfig, gpu: Any = None) -> tuple[Any, ...]:
     """The CudaPrograms of ``config``: the forward, and the backward where the configuration serves it."""
     pl = plan_of(config, gpu)
-    return tuple(program(pl, d) for d in pl.directions)
+    return tuple(_program_of(pl, d) for d in pl.directions)
 
 
 def launch_dims(config: KernelConfig, entry: str, gpu: Any = None) -> LaunchDims:
@@ -187,13 +198,10 @@ def host_module(config: KernelConfig, gpu: Any = None) -> Any:
 def _launcher(pl: Plan, runner: Any):
     """``launch(entry, args)`` for the host module: the entry's program, on ``launch_dims``."""
     by_entry = {e.name: d for d in pl.directions for e in entries(pl, d)}
-    progs: dict[str, Any] = {}
 
     def launch(entry: str, args: list) -> None:
-        direction = by_entry[entry]
-        if direction not in progs:
-            progs[direction] = program(pl, direction)
-        runner.launch(progs[direction], entry, launch_dims(pl.config, entry, pl.space.gpu), args)
+        program_ = _program_of(pl, by_entry[entry])
+        runner.launch(program_, entry, launch_dims(pl.config, entry, pl.space.gpu), args)
 
     return launch
 
