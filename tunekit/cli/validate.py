@@ -199,6 +199,7 @@ def _with_shape_options(command: Any) -> Any:
         "tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \\",
         "                 --head-dim 64 --json",
         "tunekit validate --backend cuda-fused --compile sm_80 --gpu a100 --cell slstm --head-dim 512",
+        "tunekit validate --backend cuda-alternating --compile sm_80,sm_86,sm_89,sm_90 --json",
     ),
 )
 @_with_shape_options
@@ -232,14 +233,6 @@ def validate_command(
     and every gradient of each cell at a small odd shape. triton-fused runs in Triton's interpreter
     (fp32); the CUDA families, tuned for --gpu (default h100), run their CUDA source in tunekit's
     emulator in fp32 and bf16. The command turns either on for itself and says so.
-
-    \b
-    Examples:
-      tunekit validate --cell lstm --backend triton-fused
-      tunekit validate --cell gru --backend cuda-fused
-      tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \
-          --head-dim 64 --json
-      tunekit validate --backend cuda-alternating --compile sm_80,sm_86,sm_89,sm_90 --json
     """
     gpu, cell = shape.pop("gpu"), shape.pop("cell")
     given = {k: shape[k] for k in _PROBLEM_FIELDS}
