@@ -5,6 +5,7 @@ compiling with nvcc (docs/cuda.md §2)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from tunekit.cuda import CudaProgram, KernelEntry, LaunchDims, LaunchRefused
-from tunekit.cuda.emu_build import build_program, cache_dir
+from tunekit.cuda.emu_build import build_program, build_server, cache_dir
 from tunekit.cuda.emulator import LAUNCHES, EmulatorBuildError, EmulatorRunner, co_resident_blocks
 from tunekit.hardware import load_profile
 
@@ -377,3 +378,11 @@ def test_printed_cell_code_of_every_cell_runs_in_the_emulator(runner):
         want = torch.stack([env[t] for t in targets], dim=1)
         scale = want.abs().amax(dim=0, keepdim=True).clamp(min=1.0)
         assert ((y.double() - want).abs() <= 1e-5 * scale).all(), entry
+
+
+def test_the_cached_server_is_executable_even_after_losing_its_x_bit():
+    server = build_server()
+    assert os.access(server, os.X_OK)
+    os.chmod(server, 0o600)  # as a cache entry is written
+    build_server.cache_clear()  # a new process: the entry is verified again
+    assert build_server() == server and os.access(server, os.X_OK)

@@ -141,8 +141,10 @@ def _run(cmd: list[str], what: str, cwd: Path) -> None:
 
 def _build_once(target: Path, compile_to: Callable[[Path], None]) -> float:
     """Run ``compile_to(tmp_path)`` unless ``target`` is there and verified; rename it into place
-    and write its sidecar hash. Seconds taken (0 when cached)."""
+    and write its sidecar hash; the binary is executable by its owner only (the server runs as a
+    process; the programs are loaded as shared objects). Seconds taken (0 when cached)."""
     if _verified(target):
+        _owner_executable(target)
         return 0.0
     t0 = time.perf_counter()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -152,7 +154,14 @@ def _build_once(target: Path, compile_to: Callable[[Path], None]) -> float:
         write_binary_entry(target, Path(tmp).read_bytes())
     finally:
         Path(tmp).unlink(missing_ok=True)
+    _owner_executable(target)
     return time.perf_counter() - t0
+
+
+def _owner_executable(target: Path) -> None:
+    """Mode 0700 (a cache entry is written 0600; a verified entry that lost its x bit gets it back)."""
+    if os.lstat(target).st_mode & 0o777 != 0o700:  # a regular file: read_binary_entry checked it
+        os.chmod(target, 0o700)
 
 
 def _flags(*groups: tuple[str, ...]) -> list[str]:
