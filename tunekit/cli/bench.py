@@ -55,13 +55,21 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
 
 
 @bench.command("calibrate-triton")
-@click.option("--count", default=56, show_default=True, help="Configurations sampled per architecture.")
+@click.option("--count", default=240, show_default=True, help="Configurations in the random sample.")
 @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
-def calibrate_triton_command(count: int, out_dir: str) -> None:
-    """triton-fused model vs compiler on sampled configs (sm_80, sm_90; cached) and the head-dim report."""
+@click.option("--workers", default=1, show_default=True, help="Compile processes in parallel.")
+@click.option(
+    "--steps", default="table,sample,check,reach", show_default=True, help="Steps to run, comma-separated."
+)
+def calibrate_triton_command(count: int, out_dir: str, workers: int, steps: str) -> None:
+    """triton-fused: measured register table, model vs compiler on a sample, tuner check, reach report."""
     from pathlib import Path
 
     from tunekit.bench.calibrate_triton import run
 
-    paths = run(count=count, out_dir=Path(out_dir), progress=click.echo)
+    chosen = [s.strip() for s in steps.split(",") if s.strip()]
+    try:
+        paths = run(count=count, out_dir=Path(out_dir), workers=workers, steps=chosen, progress=click.echo)
+    except ValueError as error:  # a bad --steps (or --count / --workers) value, named in the message
+        raise click.UsageError(str(error)) from error
     click.echo("wrote " + ", ".join(str(p) for p in paths))

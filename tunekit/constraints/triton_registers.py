@@ -1,0 +1,128 @@
+"""Measured registers of the triton-fused kernels: ptxas's word where it has been asked.
+
+``triton_registers.json`` (package data, written by ``tunekit bench calibrate-triton``) holds, per
+kernel (cell and role), dtype, register architecture (:func:`register_arch`), tile ``d_pad`` and
+class of D (``full``: D = d_pad; ``part``: padded lanes), the configurations that were compiled
+ahead of time with the launch's options, each with ptxas's registers and spill bytes. Each kernel's
+entries carry the source hash they were measured for (:func:`kernel_source_hash`: template, cell,
+Triton version, compile rule); entries whose hash no longer matches the rendered kernel are
+ignored, so an edited template falls back to the analytic estimate instead of stale numbers (and
+``tests/test_triton_compile_check.py`` fails until the table is regenerated).
+
+:func:`measured` returns one problem's entries; :func:`override` turns them into an expression that
+replaces the estimate at exactly the measured points (indicator terms over the solver variables).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+from tunekit.constraints.triton_kernel import register_arch
+from tunekit.constraints.triton_resources import IntLike
+from tunekit.solvers import Min, floor_div
+
+TABLE = "triton_registers.json"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """ptxas's result for one configuration of one kernel (``registers`` -1: not compiled, known to
+    spill because a smaller configuration of the same walk spilled, see tunekit.bench.triton_sweep)."""
+
+    block_b: int
+    num_warps: int
+    num_stages: int
+    r_once: int
+    registers: int
+    spill_bytes: int
+    shared: int  # Triton's metadata.shared (0 when not compiled)
+
+    @property
+    def point(self) -> tuple[int, int, int, int]:
+        return (self.block_b, self.num_warps, self.num_stages, self.r_once)
+
+    @property
+    def spills(self) -> bool:
+        return self.registers < 0 or self.spill_bytes > 0
+
+
+def group_key(cell: str, role: str, dtype: str, arch: int, d_pad: int, full: bool) -> str:
+    """The table's key of one kernel at one tile and class of D on one register architecture."""
+    return f"{cell}/{role}/{dtype}/sm{register_arch(arch)}/dp{d_pad}/{'full' if full else 'part'}"
+
+
+@functools.cache
+def _table() -> dict:
+    path = resources.files("tunekit.constraints").joinpath(TABLE)
+    if not path.is_file():
+        return {"kernels": {}, "groups": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _current_hash(cell: str, role: str) -> str | None:
+    """The source hash of the kernel as it renders now (None for a cell that cannot render)."""
+    # The one import of a later stage here: only the rendered kernel says whether a measurement
+    # still describes it.
+    from tunekit.kernels.triton_fused_aot import kernel_source_hash
+
+    try:
+        return kernel_source_hash(cell, role)
+    except (KeyError, ValueError):
+        return None
+
+
+def entries_of(
+    table: dict, cell: str, role: str, dtype: str, arch: int, d_pad: int, full: bool
+) -> tuple[Measured, ...]:
+    """A table's entries for this kernel, tile and class of D; empty when it has none or when the
+    kernel's recorded source hash is not the one it renders with now."""
+    recorded = table.get("kernels", {}).get(f"{cell}/{role}")
+    if recorded is None or recorded != _current_hash(cell, role):
+        return ()
+    rows = table.get("groups", {}).get(group_key(cell, role, dtype, arch, d_pad, full), [])
+    return tuple(Measured(*row) for row in rows)
+
+
+@functools.cache
+def measured(cell: str, role: str, dtype: str, arch: int, d_pad: int, full: bool) -> tuple[Measured, ...]:
+    """The package table's entries (:func:`entries_of`), read once per process."""
+    return entries_of(_table(), cell, role, dtype, arch, d_pad, full)
+
+
+def equals_pow2(x: IntLike, value: int) -> IntLike:
+    """1 if x == value else 0, for x a power of two (a variable's domain) and value a power of two."""
+    return Min(1, floor_div(x, value)) - Min(1, floor_div(x, 2 * value))
+
+
+def equals_small(x: IntLike, value: int, values: tuple[int, ...]) -> IntLike:
+    """1 if x == value else 0, for x ranging over two consecutive ints ``values``."""
+    low, high = values
+    return (x - low) if value == high else (high - x)
+
+
+def override(
+    estimate: IntLike,
+    at: dict[tuple[int, int, int, int], tuple[int, int]],
+    variables: dict[str, IntLike],
+    with_form: bool,
+) -> IntLike:
+    """``estimate`` everywhere but at the measured points ``at``: {(block_b, num_warps, num_stages,
+    r_once): (the estimate there, the value to read instead)}, turned into indicator terms over the
+    solver ``variables`` (block_b, num_warps, num_stages, r_once). ``with_form`` False: the kernel
+    does not depend on r_once (a forward), so a point matches both forms."""
+    out = estimate
+    for (bb, w, st, ro), (was, value) in at.items():
+        if value == was:
+            continue
+        here = (
+            equals_pow2(variables["block_b"], bb)
+            * equals_pow2(variables["num_warps"], w)
+            * equals_small(variables["num_stages"], st, (1, 2))
+        )
+        if with_form:
+            here = here * equals_small(variables["r_once"], ro, (0, 1))
+        out = out + here * (value - was)
+    return out
