@@ -37,9 +37,18 @@ SHAPES = ((15, 7, 4), (30, 33, 2), (48, 64, 1), (61, 16, 3), (100, 16, 1), (125,
 CELLS = ("lstm", "gru", "slstm", "elman")
 DTYPES = ("float32", "float16", "bfloat16")
 DIRECTIONS = ("forward", "both")
-CHECK_PROBLEMS = tuple(
-    Problem(cell, batch=b, heads=n, head_dim=d, dtype=dtype, direction=direction)
-    for cell, dtype, direction, (d, b, n) in itertools.product(CELLS, DTYPES, DIRECTIONS, SHAPES)
+# issue 14's training targets: sLSTM bf16 at D=64, LSTM bf16 at D=128, LSTM fp32 (tf32) at D=64
+TARGETS = (
+    Problem("slstm", batch=16, heads=1, head_dim=64, dtype="bfloat16", direction="both"),
+    Problem("lstm", batch=16, heads=1, head_dim=128, dtype="bfloat16", direction="both"),
+    Problem("lstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both"),
+)
+CHECK_PROBLEMS = (
+    tuple(
+        Problem(cell, batch=b, heads=n, head_dim=d, dtype=dtype, direction=direction)
+        for cell, dtype, direction, (d, b, n) in itertools.product(CELLS, DTYPES, DIRECTIONS, SHAPES)
+    )
+    + TARGETS
 )
 
 

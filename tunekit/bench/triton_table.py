@@ -21,7 +21,10 @@ from tunekit.hardware import load_profile
 from tunekit.kernels.triton_fused_aot import ARCH_PROFILES, Compiled, kernel_source_hash
 
 DEFAULT_TABLE = Path(tunekit.constraints.__file__).parent / TABLE
-WALK_BLOCK_BS = (16, 32, 64)  # larger batch blocks are judged by the bound (they rarely fit)
+# the batch blocks a walk compiles: 16..64 on sm_80 and sm_90 (the tuner check's GPUs), 16 on the
+# others (their reach at B = 16); larger or other blocks are judged by the bound (they rarely fit)
+WALK_BLOCK_BS = {80: (16, 32, 64), 90: (16, 32, 64)}
+OTHER_BLOCK_BS = (16,)
 
 Walked = dict[Group, dict[tuple[int, int, int], Compiled | None]]
 
@@ -35,12 +38,12 @@ def measure(
     groups: Iterable[Group],
     runner: CompileRunner,
     progress: Callable[[str], None] | None = None,
-    block_bs: tuple[int, ...] = WALK_BLOCK_BS,
 ) -> Walked:
     """Walk every group (compiles cached by the runner)."""
     out: Walked = {}
     groups = list(groups)
     for i, group in enumerate(groups):
+        block_bs = WALK_BLOCK_BS.get(group.arch, OTHER_BLOCK_BS)
         out[group] = walk(group, runner.compile, shared_limit(group.arch), block_bs)
         if progress:
             progress(f"table {i + 1}/{len(groups)}: {group_key(*_key_args(group))}")

@@ -130,16 +130,16 @@ def kernel_resources(
         return regs, shared
     shared_at, regs_at = {}, {}
     for e in entries:
-        point = {"block_b": e.block_b, "num_warps": e.num_warps, "num_stages": e.num_stages, "d_pad": tile,
-                 "r_once": e.r_once}  # fmt: skip
+        point = {
+            "block_b": e.block_b,
+            "num_warps": e.num_warps,
+            "num_stages": e.num_stages,
+            "r_once": e.r_once,
+        }
+        was_regs, was_shared = kernel_resources(cell_name, role, dtype, d_run, point, gpu, use_table=False)
         if e.shared:
-            shared_at[e.point] = (_at(shared, point), e.shared)
+            shared_at[e.point] = (int(was_shared), e.shared)
         # a spilling configuration reads one register over its cap
-        regs_at[e.point] = (_at(regs, point), register_cap(e.num_warps, gpu) + 1 if e.spills else e.registers)
+        regs_at[e.point] = (int(was_regs), register_cap(e.num_warps, gpu) + 1 if e.spills else e.registers)
     with_form = role == "backward"
     return override(regs, regs_at, v, with_form), override(shared, shared_at, v, with_form)
-
-
-def _at(value: Any, point: dict[str, int]) -> int:
-    """An expression's value at one point (an int stays an int)."""
-    return value.evaluate(point) if hasattr(value, "evaluate") else int(value)

@@ -22,7 +22,7 @@ from importlib import resources
 
 from tunekit.constraints.triton_kernel import register_arch
 from tunekit.constraints.triton_resources import IntLike
-from tunekit.solvers import Min, floor_div
+from tunekit.solvers import Max, Min, floor_div
 
 TABLE = "triton_registers.json"
 
@@ -112,17 +112,39 @@ def override(
     """``estimate`` everywhere but at the measured points ``at``: {(block_b, num_warps, num_stages,
     r_once): (the estimate there, the value to read instead)}, turned into indicator terms over the
     solver ``variables`` (block_b, num_warps, num_stages, r_once). ``with_form`` False: the kernel
-    does not depend on r_once (a forward), so a point matches both forms."""
-    out = estimate
+    does not depend on r_once (a forward), so a point matches both forms.
+
+    The terms are nested by num_warps, then block_b, then num_stages (then r_once), each indicator
+    built once, so the expression stays small for the solvers' vector evaluation."""
+    names = ("num_warps", "block_b", "num_stages", "r_once")
+    indicators: dict[tuple[str, int], IntLike] = {}
+
+    def indicator(name: str, value: int) -> IntLike:
+        if (name, value) not in indicators:
+            x = variables[name]
+            if name in ("num_warps", "block_b"):
+                indicators[(name, value)] = equals_pow2(x, value)
+            else:
+                indicators[(name, value)] = equals_small(x, value, (1, 2) if name == "num_stages" else (0, 1))
+        return indicators[(name, value)]
+
+    # trie of the corrections: num_warps -> block_b -> num_stages (-> r_once) -> value - estimate
+    trie: dict = {}
     for (bb, w, st, ro), (was, value) in at.items():
-        if value == was:
-            continue
-        here = (
-            equals_pow2(variables["block_b"], bb)
-            * equals_pow2(variables["num_warps"], w)
-            * equals_small(variables["num_stages"], st, (1, 2))
-        )
-        if with_form:
-            here = here * equals_small(variables["r_once"], ro, (0, 1))
-        out = out + here * (value - was)
-    return out
+        if value != was:
+            node = trie.setdefault(w, {}).setdefault(bb, {})
+            if with_form:
+                node.setdefault(st, {})[ro] = value - was
+            else:
+                node[st] = value - was
+
+    def fold(node: dict | int, depth: int) -> IntLike:
+        if not isinstance(node, dict):
+            return node
+        return sum(indicator(names[depth], key) * fold(child, depth + 1) for key, child in node.items())
+
+    if not trie:
+        return estimate
+    # the sum is exact at every point, but interval arithmetic over the indicator terms cannot see
+    # that it stays positive (occupancy divides by it): state it
+    return Max(1, estimate + fold(trie, 0))
