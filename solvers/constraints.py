@@ -1,7 +1,8 @@
 """Constraints over integer expressions: comparisons, divisibility, implication and boolean combinations.
 
 Each constraint can
-- ``holds(assignment)``: plain-Python truth at a full assignment (the referee),
+- ``holds(assignment)``: plain-Python truth at a full assignment (the referee; a ``memo`` dict
+  passed to several calls at the same assignment evaluates shared subexpressions once),
 - ``sides(assignment)``: the values of its two sides, so a tuner can say how close it is to its
   limit and an explainer can print "needed X > limit Y",
 - ``negated()``: its logical negation, pushed down to comparisons (CP-SAT reification uses it),
@@ -45,7 +46,7 @@ def as_constraint(value: object, arg: str = "constraint") -> Constraint:
 class Constraint:
     """Base class of constraints."""
 
-    __slots__ = ()
+    __slots__ = ("_vars",)  # variables(), once (constraints are immutable)
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -62,8 +63,11 @@ class Constraint:
     def __invert__(self) -> Constraint:
         return Not(self)
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        """True when the constraint is satisfied by the full ``assignment``."""
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        """True when the constraint is satisfied by the full ``assignment``.
+
+        ``memo``: an empty dict, then passed to every call at the same assignment, shares the
+        values of subexpressions between them (see ``Expr.evaluate``)."""
         raise NotImplementedError
 
     def sides(self, assignment: Mapping[str, int]) -> tuple[int, int] | None:
@@ -76,9 +80,12 @@ class Constraint:
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict = {}
-        self._collect(found)
-        return tuple(found)
+        names = getattr(self, "_vars", None)
+        if names is None:
+            found: dict = {}
+            self._collect(found)
+            names = self._vars = tuple(found)
+        return names
 
     def _collect(self, found: dict) -> None:
         raise NotImplementedError
@@ -106,8 +113,9 @@ class Compare(Constraint):
     def __repr__(self) -> str:
         return f"{self.lhs!r} {self.op} {self.rhs!r}"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        return _OPS[self.op](self.lhs.evaluate(assignment), self.rhs.evaluate(assignment))
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        memo = {} if memo is None else memo
+        return _OPS[self.op](self.lhs.evaluate(assignment, memo), self.rhs.evaluate(assignment, memo))
 
     def sides(self, assignment: Mapping[str, int]) -> tuple[int, int]:
         return self.lhs.evaluate(assignment), self.rhs.evaluate(assignment)
@@ -165,8 +173,9 @@ class Divides(Constraint):
     def __repr__(self) -> str:
         return f"Divides({self.a!r}, {self.b!r})"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        return _divides(self.a.evaluate(assignment), self.b.evaluate(assignment))
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        memo = {} if memo is None else memo
+        return _divides(self.a.evaluate(assignment, memo), self.b.evaluate(assignment, memo))
 
     def sides(self, assignment: Mapping[str, int]) -> tuple[int, int]:
         return self.a.evaluate(assignment), self.b.evaluate(assignment)
@@ -217,8 +226,8 @@ class Not(Constraint):
     def __repr__(self) -> str:
         return f"Not({self.inner!r})"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        return not self.inner.holds(assignment)
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        return not self.inner.holds(assignment, memo)
 
     def sides(self, assignment: Mapping[str, int]) -> tuple[int, int] | None:
         return self.inner.sides(assignment)
@@ -257,9 +266,9 @@ class _Junction(Constraint):
     def __repr__(self) -> str:
         return f"{self._label}({', '.join(map(repr, self.parts))})"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        test = any if self._any else all
-        return test(p.holds(assignment) for p in self.parts)
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        test, memo = (any if self._any else all), ({} if memo is None else memo)
+        return test(p.holds(assignment, memo) for p in self.parts)
 
     def _collect(self, found: dict) -> None:
         for p in self.parts:
@@ -314,8 +323,9 @@ class Implies(Constraint):
     def __repr__(self) -> str:
         return f"Implies({self.cond!r}, {self.then!r})"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        return not self.cond.holds(assignment) or self.then.holds(assignment)
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        memo = {} if memo is None else memo
+        return not self.cond.holds(assignment, memo) or self.then.holds(assignment, memo)
 
     def sides(self, assignment: Mapping[str, int]) -> tuple[int, int] | None:
         return self.then.sides(assignment)
@@ -351,7 +361,7 @@ class Truth(Constraint):
     def __repr__(self) -> str:
         return f"Truth({self.value})"
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
         return self.value
 
     def negated(self) -> Constraint:

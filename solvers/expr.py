@@ -1,13 +1,18 @@
 """Integer expressions over model variables: sums, products, floor/ceil division by constants, min, max.
 
 Expressions are trees built by operator overloading (``bb * 4 + 32``). Each node can
-- ``evaluate`` itself at a full assignment (the plain-Python referee every backend is checked against),
+- ``evaluate`` itself at a full assignment (the plain-Python referee every backend is checked against;
+  a shared subexpression is evaluated once per call, or once per ``memo`` passed between calls),
 - compile itself into closures over a list of variable values (``_value_fn``) or over lists of
   lower/upper bounds (``_bounds_fn``, interval arithmetic), which the native solver calls in its
   inner loop.
 
 Comparisons build constraints (see ``constraints.py``), so expressions are unhashable and refuse
 to be used as booleans: ``if x < 3`` raises TypeError instead of silently being true.
+
+Nodes are immutable, so each one keeps what it has computed about itself: its variables and its
+interval over the variables' domains (which every ``ceil_div``/``floor_div`` by an expression
+checks when it is built) are computed once, from its children's.
 """
 
 from __future__ import annotations
@@ -83,20 +88,31 @@ def _mul_bounds(alo: int, ahi: int, blo: int, bhi: int) -> tuple[int, int]:
 class Expr:
     """Base class of integer expressions."""
 
-    __slots__ = ()
+    # what a node has computed about itself, once (None until then): variables(), _domain_bounds()
+    __slots__ = ("_vars", "_dom")
     __hash__ = None  # type: ignore[assignment]  # `==` builds a constraint, so hashing by value is meaningless
 
     # -- arithmetic -------------------------------------------------------------------------
+    # A plain int operand (the common case in resource formulas) goes straight into the sum's
+    # constant or coefficient, without a Const node in between; the result is the same.
     def __add__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], other)
         return Sum.of([(1, self), (1, as_expr(other, "right operand of +"))])
 
     def __radd__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], other)
         return Sum.of([(1, as_expr(other, "left operand of +")), (1, self)])
 
     def __sub__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(1, self)], -other)
         return Sum.of([(1, self), (-1, as_expr(other, "right operand of -"))])
 
     def __rsub__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return Sum.of([(-1, self)], other)
         return Sum.of([(1, as_expr(other, "left operand of -")), (-1, self)])
 
     def __neg__(self) -> Expr:
@@ -106,9 +122,13 @@ class Expr:
         return self
 
     def __mul__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return _times(self, other)
         return Prod.of(self, as_expr(other, "right operand of *"))
 
     def __rmul__(self, other: IntLike) -> Expr:
+        if type(other) is int:
+            return _times(self, other)
         return Prod.of(as_expr(other, "left operand of *"), self)
 
     def __floordiv__(self, d: IntLike) -> Expr:
@@ -154,21 +174,45 @@ class Expr:
         )
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, assignment: Mapping[str, int]) -> int:
-        """Value of the expression when each variable takes its value in ``assignment``."""
-        return self._eval(assignment)
+    def evaluate(self, assignment: Mapping[str, int], memo: dict | None = None) -> int:
+        """Value of the expression when each variable takes its value in ``assignment``.
+
+        Each shared subexpression is evaluated once; ``memo`` (an empty dict, then passed again)
+        shares those values between calls at the same assignment, e.g. over a model's constraints.
+        """
+        return self._value(assignment, {} if memo is None else memo)
+
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
+        key = id(self)  # the nodes outlive the memo, so ids stay unique meanwhile
+        if key in memo:
+            return memo[key]
+        value = memo[key] = self._eval(env, memo)
+        return value
 
     def variables(self) -> tuple[str, ...]:
         """Names of the variables used, in order of first appearance."""
-        found: dict = {}
-        self._collect(found)
-        return tuple(found)
+        found = self._vars
+        if found is None:
+            found = ()
+            for child in self._children():
+                names = child.variables()
+                if not found:
+                    found = names
+                elif names and names is not found and names != found:
+                    found += tuple(n for n in names if n not in found)
+            self._vars = found
+        return found
+
+    def _collect(self, found: dict) -> None:
+        found.update(dict.fromkeys(self.variables()))
 
     def _domain_bounds(self) -> tuple[int, int]:
-        """Interval over the full domains of the variables used."""
-        found: dict = {}
-        self._collect(found)
-        return self.bounds({n: (v.domain.lo, v.domain.hi) for n, v in found.items()})
+        """Interval over the full domains of the variables used (``bounds`` at the domains' ends,
+        computed bottom-up from the children's intervals, once per node)."""
+        bounds = self._dom
+        if bounds is None:
+            bounds = self._dom = self._node_bounds()
+        return bounds
 
     def bounds(self, domains: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         """Interval (lo, hi) containing every value, given each variable's (lo, hi)."""
@@ -176,11 +220,14 @@ class Expr:
         index = {n: i for i, n in enumerate(names)}
         return self._bounds_fn(index)([domains[n][0] for n in names], [domains[n][1] for n in names])
 
-    # Subclasses implement these four.
-    def _eval(self, env: Mapping[str, int]) -> int:
+    # Subclasses implement these five.
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         raise NotImplementedError
 
-    def _collect(self, found: dict) -> None:
+    def _children(self) -> tuple[Expr, ...]:
+        raise NotImplementedError
+
+    def _node_bounds(self) -> tuple[int, int]:
         raise NotImplementedError
 
     def _value_fn(self, index: Index) -> ValueFn:
@@ -197,15 +244,22 @@ class Const(Expr):
 
     def __init__(self, value: int) -> None:
         self.value = value
+        self._vars, self._dom = (), (value, value)
 
     def __repr__(self) -> str:
         return str(self.value)
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
         return self.value
 
-    def _collect(self, found: dict) -> None:
-        pass
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self.value
+
+    def _children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def _node_bounds(self) -> tuple[int, int]:
+        return self.value, self.value
 
     def _value_fn(self, index: Index) -> ValueFn:
         v = self.value
@@ -224,18 +278,25 @@ class Var(Expr):
     def __init__(self, name: str, domain: Domain) -> None:
         self.name = name
         self.domain = domain
+        self._vars, self._dom = (name,), None
 
     def __repr__(self) -> str:
         return self.name
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _value(self, env: Mapping[str, int], memo: dict) -> int:
         try:
             return env[self.name]
         except KeyError:
             raise ValueError(f"assignment: no value for variable {self.name!r}") from None
 
-    def _collect(self, found: dict) -> None:
-        found[self.name] = self
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self._value(env, memo)
+
+    def _children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def _node_bounds(self) -> tuple[int, int]:
+        return self.domain.lo, self.domain.hi
 
     def _value_fn(self, index: Index) -> ValueFn:
         i = index[self.name]
@@ -254,23 +315,30 @@ class Sum(Expr):
     def __init__(self, terms: tuple[tuple[int, Expr], ...], constant: int = 0) -> None:
         self.terms = terms
         self.constant = constant
+        self._vars = self._dom = None
 
     @staticmethod
-    def of(items: list[tuple[int, Expr]]) -> Expr:
-        """Flatten nested sums, fold constants and merge repeated variables."""
-        constant = 0
+    def of(items: list[tuple[int, Expr]], constant: int = 0) -> Expr:
+        """Flatten nested sums, fold constants (and ``constant``) and merge repeated variables."""
         merged: dict[object, list] = {}
         for coef, e in items:
-            if isinstance(e, Const):
+            kind = type(e)
+            if kind is Const:
                 constant += coef * e.value
-            elif isinstance(e, Sum):
+            elif kind is Sum:
                 constant += coef * e.constant
                 for c, t in e.terms:
-                    key = t.name if isinstance(t, Var) else id(t)
-                    merged.setdefault(key, [0, t])[0] += coef * c
+                    key = t.name if type(t) is Var else id(t)
+                    if key in merged:
+                        merged[key][0] += coef * c
+                    else:
+                        merged[key] = [coef * c, t]
             else:
-                key = e.name if isinstance(e, Var) else id(e)
-                merged.setdefault(key, [0, e])[0] += coef
+                key = e.name if kind is Var else id(e)
+                if key in merged:
+                    merged[key][0] += coef
+                else:
+                    merged[key] = [coef, e]
         terms = tuple((c, t) for c, t in merged.values() if c != 0)
         if not terms:
             return Const(constant)
@@ -290,12 +358,23 @@ class Sum(Expr):
             text += f" {'-' if self.constant < 0 else '+'} {abs(self.constant)}"
         return text
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        return self.constant + sum(c * t._eval(env) for c, t in self.terms)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return self.constant + sum(c * t._value(env, memo) for c, t in self.terms)
 
-    def _collect(self, found: dict) -> None:
-        for _, t in self.terms:
-            t._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return tuple(t for _, t in self.terms)
+
+    def _node_bounds(self) -> tuple[int, int]:
+        a = b = self.constant
+        for c, t in self.terms:
+            tlo, thi = t._domain_bounds()
+            if c > 0:
+                a += c * tlo
+                b += c * thi
+            else:
+                a += c * thi
+                b += c * tlo
+        return a, b
 
     def _value_fn(self, index: Index) -> ValueFn:
         k = self.constant
@@ -334,9 +413,14 @@ class Prod(Expr):
 
     def __init__(self, factors: tuple[Expr, ...]) -> None:
         self.factors = factors
+        self._vars = self._dom = None
 
     @staticmethod
     def of(a: Expr, b: Expr) -> Expr:
+        for x, k in ((a, b), (b, a)):  # the common case, an expression times a constant
+            if type(k) is Const and type(x) is not Const and type(x) is not Prod:
+                c = k.value
+                return x if c == 1 else (Const(0) if c == 0 else Sum.of([(c, x)]))
         factors: list[Expr] = []
         coef = 1
         for e in (a, b):
@@ -354,15 +438,20 @@ class Prod(Expr):
     def __repr__(self) -> str:
         return " * ".join(f"({f!r})" if isinstance(f, Sum) else repr(f) for f in self.factors)
 
-    def _eval(self, env: Mapping[str, int]) -> int:
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
         out = 1
         for f in self.factors:
-            out *= f._eval(env)
+            out *= f._value(env, memo)
         return out
 
-    def _collect(self, found: dict) -> None:
-        for f in self.factors:
-            f._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def _node_bounds(self) -> tuple[int, int]:
+        a, b = self.factors[0]._domain_bounds()
+        for f in self.factors[1:]:
+            a, b = _mul_bounds(a, b, *f._domain_bounds())
+        return a, b
 
     def _value_fn(self, index: Index) -> ValueFn:
         fns = [f._value_fn(index) for f in self.factors]
@@ -391,6 +480,17 @@ class Prod(Expr):
         return bounds
 
 
+def _times(e: Expr, c: int) -> Expr:
+    """``e * c`` for a plain int ``c``: what ``Prod.of(e, Const(c))`` builds."""
+    if c == 1:
+        return e
+    if c == 0:
+        return Const(0)
+    if type(e) is Const:
+        return Const(e.value * c)
+    return Sum.of([(c, e)])
+
+
 def _floor(a: int, b: int) -> int:
     return a // b
 
@@ -409,18 +509,25 @@ class _Division(Expr):
     def __init__(self, arg: Expr, d: int | Expr) -> None:
         self.arg = arg
         self.d = d
+        self._vars = self._dom = None
 
     def __repr__(self) -> str:
         return f"{self._label}({self.arg!r}, {self.d!r})"
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        d = self.d._eval(env) if isinstance(self.d, Expr) else self.d
-        return type(self)._round(self.arg._eval(env), d)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        d = self.d._value(env, memo) if isinstance(self.d, Expr) else self.d
+        return type(self)._round(self.arg._value(env, memo), d)
 
-    def _collect(self, found: dict) -> None:
-        self.arg._collect(found)
-        if isinstance(self.d, Expr):
-            self.d._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return (self.arg, self.d) if isinstance(self.d, Expr) else (self.arg,)
+
+    def _node_bounds(self) -> tuple[int, int]:
+        (a, b), rnd = self.arg._domain_bounds(), type(self)._round
+        if isinstance(self.d, Expr):  # monotone in each argument for a divisor >= 1: the corners
+            c, e = self.d._domain_bounds()
+            qs = (rnd(a, c), rnd(a, e), rnd(b, c), rnd(b, e))
+            return min(qs), max(qs)
+        return rnd(a, self.d), rnd(b, self.d)
 
     def _value_fn(self, index: Index) -> ValueFn:
         f, d, rnd = self.arg._value_fn(index), self.d, type(self)._round
@@ -473,16 +580,21 @@ class _Extremum(Expr):
 
     def __init__(self, args: tuple[Expr, ...]) -> None:
         self.args = args
+        self._vars = self._dom = None
 
     def __repr__(self) -> str:
         return f"{self._label}({', '.join(map(repr, self.args))})"
 
-    def _eval(self, env: Mapping[str, int]) -> int:
-        return type(self)._pick(a._eval(env) for a in self.args)
+    def _eval(self, env: Mapping[str, int], memo: dict) -> int:
+        return type(self)._pick(a._value(env, memo) for a in self.args)
 
-    def _collect(self, found: dict) -> None:
-        for a in self.args:
-            a._collect(found)
+    def _children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def _node_bounds(self) -> tuple[int, int]:
+        ivs = [a._domain_bounds() for a in self.args]  # min and max are monotone in every argument
+        pick = type(self)._pick
+        return pick(iv[0] for iv in ivs), pick(iv[1] for iv in ivs)
 
     def _value_fn(self, index: Index) -> ValueFn:
         fns, pick = [a._value_fn(index) for a in self.args], type(self)._pick

@@ -23,8 +23,8 @@ class NamedConstraint:
     constraint: Constraint
     why: str = ""
 
-    def holds(self, assignment: Mapping[str, int]) -> bool:
-        return self.constraint.holds(assignment)
+    def holds(self, assignment: Mapping[str, int], memo: dict | None = None) -> bool:
+        return self.constraint.holds(assignment, memo)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ class Model:
         if missing:
             raise ValueError(f"assignment: no value for variables {missing}")
         bad = [f"domain:{n}" for n, v in self._vars.items() if assignment[n] not in v.domain]
-        return bad + [c.name for c in self._constraints.values() if not c.holds(assignment)]
+        memo: dict = {}  # shared subexpressions evaluated once over all constraints
+        return bad + [c.name for c in self._constraints.values() if not c.holds(assignment, memo)]
 
     def key(self, assignment: Mapping[str, int]) -> tuple[int, ...]:
         """Deterministic order of solutions: objective first (best first), then values by declaration."""

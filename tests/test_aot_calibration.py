@@ -98,8 +98,12 @@ def test_the_table_is_written_with_source_hashes_and_read_back(tmp_path):
     entries = entries_of(table, "elman", "backward", "bfloat16", 90, 32, True)
     assert len(entries) == 20 and {e.r_once for e in entries} == {1}
     assert entries_of(table, "elman", "backward", "bfloat16", 90, 32, False) == ()  # other class
-    stale = {**table, "kernels": {"elman/backward": "000000000000"}}
+    # an edit since: neither the inputs' fingerprint nor the rendered kernel's hash matches
+    stale = {**table, "kernels": {"elman/backward": "000000000000"}, "fingerprints": {}}
     assert entries_of(stale, "elman", "backward", "bfloat16", 90, 32, True) == ()
+    # an edit that changed the inputs but not the code (a comment): the render vouches for them
+    reworded = {**table, "fingerprints": {"elman/backward": "0" * 16}}
+    assert len(entries_of(reworded, "elman", "backward", "bfloat16", 90, 32, True)) == 20
     assert (
         group_key("elman", "backward", "bfloat16", 86, 32, True) == "elman/backward/bfloat16/sm89/dp32/full"
     )

@@ -76,7 +76,7 @@ def test_detect_out_writes_a_loadable_profile(runner: CliRunner, monkeypatch, tm
     from tunekit import hardware
 
     monkeypatch.setattr(hardware, "detect_profile", lambda device=0: load_profile("l4"))
-    out = tmp_path / "sub" / "mine.toml"
+    out = tmp_path / "mine.toml"  # an existing folder: a missing one is an error (test_cli_errors.py)
     result = runner.invoke(main, ["hw", "detect", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "l4-24gb" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +26,14 @@ QUICK_START = [
     "16",
 ]
 NOTHING_FITS = ["--gpu", "a100", "--cell", "lstm", "--head-dim", "128", "--dtype", "float32"]
+
+
+@pytest.fixture(autouse=True)
+def tuning_db(tmp_path, monkeypatch) -> Path:
+    """Every run records into a database of its own, never the user's cache."""
+    path = tmp_path / "tuning.sqlite"
+    monkeypatch.setenv("TUNEKIT_DB", str(path))
+    return path
 
 
 @pytest.fixture

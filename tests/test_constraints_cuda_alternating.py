@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from test_constraints_occupancy import GPUS, plain_fits
 
 from tunekit.constraints import build_space
+from tunekit.constraints.cuda_alternating import POINTWISE_REGISTERS, pointwise_min_blocks, register_budget
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import enumerate_all
@@ -20,10 +23,19 @@ IDS = [f"{p.cell}-B{p.batch}-N{p.heads}-D{p.head_dim}-{p.dtype}-{p.direction}" f
 MMA = {"bfloat16": (16, 8, 16), "float16": (16, 8, 16), "float32": (16, 8, 8)}
 
 
-def plain_gemm_registers(tm: int, tn: int, wm: int, wn: int) -> int:
-    """40 overhead + fp32 accumulators (4 per m16n8 tile) + two k slices of A (4) and B (2) fragments."""
+def plain_gemm_registers(tm: int, tn: int, tk: int, wm: int, wn: int, problem: Problem) -> int:
+    """40 overhead + fp32 accumulators (4 per m16n8 tile) + two k steps of A (4) and B (2) fragments,
+    a third set for fp32 backward programs with 4 tf32 k steps a slice (32-bit transposed loads)."""
     m_tiles, n_tiles = tm // wm // 16, tn // wn // 8
-    return 40 + 4 * m_tiles * n_tiles + 2 * (4 * m_tiles + 2 * n_tiles)
+    sets = 2 + (problem.dtype == "float32" and "backward" in problem.directions and tk >= 32)
+    return 40 + 4 * m_tiles * n_tiles + sets * (4 * m_tiles + 2 * n_tiles)
+
+
+def plain_budget(warps: int, blocks: int) -> int:
+    """ptxas's budget under __launch_bounds__(32 * warps, blocks): 16K registers per SM partition,
+    ceil(blocks * warps / 4) warps in the fullest, whole 256-register units a warp, <= 255."""
+    per_warp = 16384 // -(-(blocks * warps) // 4)
+    return min(255, per_warp // 256 * 8)
 
 
 @pytest.mark.parametrize("gpu", ["a100-sxm4-80gb", "h100-sxm5-80gb"])
@@ -41,7 +53,13 @@ def test_every_configuration_is_valid_by_plain_occupancy_and_tensor_core_shapes(
         )
         assert tm % (wm * mm) == 0 and tn % (wn * mn) == 0 and tk % mk == 0
         res = space.resources(a)
-        assert res["registers_per_thread"] == plain_gemm_registers(tm, tn, wm, wn)
+        assert res["registers_needed"] == plain_gemm_registers(tm, tn, a["tile_k"], wm, wn, problem)
+        assert res["registers_per_thread"] == plain_budget(wm * wn, max(1, res["blocks_per_sm"]))
+        assert res["registers_per_thread"] >= res["registers_needed"]
+        assert (
+            res["pointwise_registers_per_thread"] >= 64
+            and res["pointwise_shared_memory_bytes_per_block"] == 0
+        )
         assert res["shared_memory_bytes_per_block"] == st * (tm * tk + tk * tn) * problem.dtype_bytes
         assert res["threads_per_block"] == 32 * wm * wn
         assert plain_fits(g, res, cooperative=False)
@@ -76,7 +94,7 @@ def test_no_head_dim_limit(head_dim):
 
 def test_fp32_runs_as_tf32_with_k8_steps():
     space = build_space("cuda-alternating", Problem("lstm", 16, 1, 64, dtype="float32"), load_profile("a100"))
-    assert min(space.model.var("tile_k").domain.values) == 16  # 64-byte k rows of fp32
+    assert space.model.var("tile_k").domain.values == (16, 32)  # 64- to 128-byte k rows of fp32
     assert "tile_k_mma" in {c.name for c in space.model.constraints}
     assert all(a["tile_k"] % 8 == 0 for a in space.enumerate())
 
@@ -87,3 +105,40 @@ def test_pointwise_block_is_chosen_from_the_grid_it_gives():
     large = build_space("cuda-alternating", Problem("lstm", 256, 8, 1024), gpu)
     assert small.model.var("pointwise_threads").domain.values == (128,)
     assert large.model.var("pointwise_threads").domain.values == (512,)
+
+
+# (threads, min_blocks) -> registers ptxas allowed a kernel wanting 250 (CUDA 13.0, sm_80, -v)
+PTXAS_BUDGETS = {(64, 5): 168, (64, 3): 255, (96, 5): 128, (128, 3): 168, (128, 5): 96, (160, 3): 128,
+                 (256, 2): 128, (384, 1): 168, (128, 7): 72, (32, 11): 168, (128, 8): 64, (512, 2): 64,
+                 (96, 7): 80}  # fmt: skip
+
+
+@pytest.mark.parametrize("threads,blocks", list(PTXAS_BUDGETS), ids=[f"{t}x{b}" for t, b in PTXAS_BUDGETS])
+def test_register_budget_is_what_ptxas_allows_under_launch_bounds(threads, blocks):
+    warps = -(-threads // 32)
+    assert register_budget(warps, blocks, load_profile("a100")) == PTXAS_BUDGETS[(threads, blocks)]
+
+
+def test_pointwise_launch_bounds_give_at_least_the_pointwise_registers():
+    for gpu in ("a100", "h100", "l4", "rtx3090"):
+        profile = load_profile(gpu)
+        for threads in (128, 256, 512):
+            blocks = pointwise_min_blocks(threads, profile)
+            assert blocks >= 1 and blocks * threads <= profile.max_threads_per_sm
+            assert register_budget(threads // 32, blocks, profile) >= POINTWISE_REGISTERS
+
+
+@pytest.mark.parametrize("problem", CASES[:3], ids=IDS[:3])
+def test_points_whose_budget_undercuts_the_gemm_are_rejected_by_name(problem):
+    # residency counted per SM (the occupancy rule) can exceed what ptxas's per-partition budget
+    # leaves for one- and two-warp blocks; exactly those points break "register_budget"
+    space = build_space("cuda-alternating", problem, load_profile("a100"))
+    names = [v.name for v in space.model.variables]
+    undercut = 0
+    for values in itertools.product(*(space.model.var(n).domain.values for n in names)):
+        point = dict(zip(names, values, strict=True))
+        res = space.resources(point)
+        short = res["registers_per_thread"] < res["registers_needed"]
+        undercut += short
+        assert short == ("register_budget" in space.violated(point)), point
+    assert undercut > 0

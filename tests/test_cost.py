@@ -31,7 +31,7 @@ def test_every_term_is_non_negative_and_the_total_combines_them(family, problem)
         terms = c.terms()
         assert all(v >= 0 for v in terms.values()), terms
         overlap = max(c.tensor_us, c.shared_memory_us, c.register_us, c.load_latency_us)
-        rest = c.reduction_us + c.sync_us + c.pointwise_us + c.hbm_us + c.launch_us
+        rest = c.reduction_us + c.sync_us + c.pointwise_us + c.hbm_us + c.launch_us + c.step_latency_us
         assert c.total_us_per_step == pytest.approx(overlap + rest)
         assert c.register_us <= c.tensor_us + 1e-12
 
@@ -119,7 +119,9 @@ def test_h100_is_faster_than_a100_for_the_same_problem():
 
 
 def test_breakdown_is_frozen_and_bad_space_is_a_value_error():
-    c = CostBreakdown(1.0, 0.5, 0.0, 0.0, 0.0, 1.5, 0.3, 0.2, 0.0, 3.0)
+    terms = dict(tensor_us=1.0, shared_memory_us=0.5, register_us=0.0, load_latency_us=0.0, reduction_us=0.0)
+    terms |= dict(sync_us=1.5, pointwise_us=0.3, hbm_us=0.2, launch_us=0.0, step_latency_us=0.0)
+    c = CostBreakdown(**terms, total_us_per_step=3.0)
     with pytest.raises(AttributeError):
         c.total_us_per_step = 0.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="space: got dict"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -174,6 +175,53 @@ def _write(tmp_path: Path, edit) -> Path:
 def test_malformed_profile_names_file_and_field(tmp_path: Path, edit, field: str):
     path = _write(tmp_path, edit)
     with pytest.raises(ValueError, match=rf"bad\.toml.*'{re.escape(field)}'"):
+        load_profile_file(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (lambda t: t.replace("compute_capability = [8, 0]", "compute_capability = [7, 5]"),
+         "compute_capability", "7.5 is not supported; tunekit models 8.0, 8.6, 8.9, 9.0"),
+        (lambda t: t.replace("sm_count = 108", "sm_count = 1000000000000000000"),
+         "sm_count", "1000000000000000000 is outside 1..1024"),
+        (lambda t: t.replace("boost_clock_mhz = 1410", "boost_clock_mhz = 1410000000"),
+         "boost_clock_mhz", "1410000000 is outside 100..5000"),
+        (lambda t: t.replace("l2_bytes = 41943040", "l2_bytes = 40"), "l2_bytes", "40 is outside"),
+        (lambda t: t.replace("max_registers_per_thread = 255", "max_registers_per_thread = 1024"),
+         "max_registers_per_thread", "1024 is outside 16..255"),
+        (lambda t: t.replace("sm_count = 108", "sm_count = 1"),
+         "tensor_tflops.float16", "FLOP per SM per clock, outside 64..32768"),
+        (lambda t: t.replace("fp32_tflops = 19.5", "fp32_tflops = 195.0"),
+         "fp32_tflops", "195 TFLOP/s from 108 SMs at 1410 MHz is 1.28e+03 FLOP per SM per clock"),
+        (lambda t: t.replace('name = "a100-sxm4-80gb"', 'name = "../../evil"'),
+         "name", "got '../../evil', expected lower-case letters"),
+    ],
+    ids=["cc-7.5", "sm-count-1e18", "clock-in-hz", "l2-40-bytes", "registers-1024", "tflops-vs-sms",
+         "fp32-10x", "name-with-dots"],
+)  # fmt: skip
+def test_implausible_numbers_are_refused_at_load_naming_file_and_field(tmp_path: Path, edit, field, words):
+    path = _write(tmp_path, edit)
+    with pytest.raises(ValueError, match=rf"bad\.toml: field '{re.escape(field)}': .*{re.escape(words)}"):
+        load_profile_file(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00"), "not UTF-8 text (byte 0x89 at offset 0)"),
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: p.mkdir(), "not a regular file"),
+        (lambda p: None, "cannot read it (No such file or directory)"),
+        (lambda p: p.write_text("x" * (2 << 20)), "a profile is a small TOML file"),
+        (lambda p: p.write_text("a = " + "[" * 100000), "not valid TOML"),
+    ],
+    ids=["binary", "fifo", "directory", "missing", "two-megabytes", "deep-nesting"],
+)
+def test_a_file_that_is_not_a_profile_is_a_value_error_naming_it(tmp_path: Path, make, words):
+    path = tmp_path / "mine.toml"
+    make(path)
+    with pytest.raises(ValueError, match=rf"hardware profile .*mine\.toml: .*{re.escape(words)}"):
         load_profile_file(path)
 
 

@@ -2,8 +2,9 @@
 
 Specs: gradcheck passes for every cell with several heads; heads are independent blocks of R;
 ``last`` is the final step of ``all_states``; the sLSTM equals a plain transcription of DESIGN §3's
-formulas (written below, not derived) including the first step n == 0, and stays finite over 2048
-steps of pre-activations of magnitude 30 in float32, forward and backward.
+formulas (written below, not derived) including the first step n == 0 (an empty memory: an initial
+c there is ignored), and stays finite over 2048 steps of pre-activations of magnitude 30 in float32,
+forward and backward. tests/test_slstm_finite.py checks the extremes (i = -100, ±1e4, T = 8192).
 """
 
 from __future__ import annotations
@@ -89,14 +90,16 @@ def test_R_is_output_index_first():
 
 
 def slstm_by_hand(Wx, R, b, states):
-    """DESIGN §3's sLSTM, transcribed: gates (i, f, z, o), states (y, c, n, m)."""
+    """DESIGN §3's sLSTM, transcribed: gates (i, f, z, o), states (y, c, n, m); n == 0 is an empty
+    memory (f'c = f'n = 0 there). Forward only, in float64: exp(lf - i) may be huge where n == 0."""
     y, c, n, m = states[:, :, 0]
     history = []
     for t in range(Wx.shape[1]):
         i, f, z, o = ((R[k] @ y.unsqueeze(-1)).squeeze(-1) + Wx[:, t, k] + b[k] for k in range(4))
         lf = F.logsigmoid(f) + m
         m_new = torch.where(n == 0, i, torch.maximum(i, lf))
-        i_gate, f_gate = torch.exp(i - m_new), torch.exp(lf - m_new)
+        i_gate = torch.exp(i - m_new)
+        f_gate = torch.where(n == 0, 0.0, torch.exp(lf - m_new))
         c = f_gate * c + i_gate * torch.tanh(z)
         n = torch.maximum(f_gate * n + i_gate, torch.ones_like(n))
         y = torch.sigmoid(o) * c / n
@@ -113,7 +116,8 @@ def test_slstm_equals_a_plain_transcription_of_design(start: str):
     if start == "zeros":
         s0 = torch.zeros_like(s0)
     else:
-        s0[2, 0] = 0.0  # batch row 0 starts a sequence (n == 0); the others continue one (n >= 1)
+        # batch row 0 starts a sequence (n == 0, its c is ignored); the others continue one (n >= 1)
+        s0[2, 0] = 0.0
     expected = slstm_by_hand(Wx, R, b, s0)
     all_states, _ = tunekit.rnn(Wx, R, b, None if start == "zeros" else s0, cell="slstm")
     torch.testing.assert_close(all_states, expected, rtol=1e-12, atol=1e-12)

@@ -27,7 +27,7 @@ TWO_SHAPES = Grid(
     batches=(16,),
     dtypes=("bfloat16",),
     gpus=("a100",),
-    solvers=(("auto", 1), ("native", 1), ("cpsat", 2)),
+    solvers=(("auto", 1), ("previous", 1), ("native", 1), ("cpsat", 2)),
     coverage_dims=(64, 128),
     coverage_pairs=(("lstm", "float32"), ("gru", "bfloat16")),
 )
@@ -36,7 +36,7 @@ TWO_SHAPES = Grid(
 def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
     report = run(TWO_SHAPES)
     assert report["shapes"] == 2
-    for solver, n in (("auto", 2), ("native", 2), ("cpsat", 1)):  # cpsat samples every 2nd shape
+    for solver, n in (("auto", 2), ("previous", 2), ("native", 2), ("cpsat", 1)):  # cpsat: every 2nd
         stats = report["summary_ms"][solver]
         assert stats["n"] == n and 0 < stats["median"] <= stats["p90"] <= stats["max"]
     for row in report["rows"]:
@@ -44,8 +44,16 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
         assert set(row["auto"]["feasible"]) == set(FAMILIES)
         assert row["auto"]["backend"] in FAMILIES
     assert report["solvers_compared"] == 1 and report["solvers_disagree"] == []
+    # the previous pipeline beside the vectorised one on both shapes: the same choices, a ratio each
+    speedup = report["speedup"]
+    assert speedup["solver"] == "auto" and speedup["shapes"] == 2
+    for row in report["rows"]:
+        assert row["previous"]["config"] == row["auto"]["config"]
+        assert row["previous"]["feasible"] == row["auto"]["feasible"]
+    ratios = [r["previous"]["cpu_ms"] / r["auto"]["cpu_ms"] for r in report["rows"]]
+    assert speedup["cpu_ms"]["min"] == pytest.approx(min(ratios))
     # each solver's one-time process cost (imports) is measured before the sweep, not charged to a shape
-    assert set(report["first_call_ms"]) == {"auto", "native", "cpsat"}
+    assert set(report["first_call_ms"]) == {"auto", "previous", "native", "cpsat"}
     assert all(ms > 0 for ms in report["first_call_ms"].values())
     assert [(c["cell"], c["dtype"]) for c in report["coverage"]] == [("lstm", "float32"), ("gru", "bfloat16")]
     assert not report["baselines"]["available"]
@@ -63,6 +71,9 @@ def test_quick_sweep_on_two_shapes_writes_both_reports(tmp_path: Path):
     assert "Baseline columns empty" in text
     assert "one untimed call" in text
     assert "| native | all | 2 |" in text and "| cpsat | all | 1 |" in text
+    assert "### auto against the previous pipeline" in text and "| previous | all | 2 |" in text
+    assert report["import_tuning"]["runs"] == 3 and not report["import_tuning"]["sympy_loaded"]
+    assert "`import tunekit.tuning` in a fresh interpreter, best of 3" in text
 
 
 def test_coverage_reports_the_largest_feasible_head_dim():

@@ -29,6 +29,7 @@ from tunekit.solvers import (
     explain,
     floor_div,
     native,
+    numeric,
     round_up,
     solve,
     top_k,
@@ -216,3 +217,43 @@ def test_cpsat_intervals_bottom_up_equal_the_expressions_own_bounds(model):
     for e in _expression_nodes(model):
         expected = e.bounds(ranges) if e.variables() else (e.evaluate({}),) * 2
         assert builder.iv(e) == expected, e
+
+
+@pytest.mark.parametrize("share", [0.0, 1 / 8, 1.0], ids=["all-on-survivors", "split", "all-on-grid"])
+@SETTINGS
+@given(model=models(objective="min"))
+def test_numpy_evaluation_finds_exactly_brute_forces_solutions_and_values(share, model):
+    # constraints over few variables on the broadcast grid, the others on the survivors' columns:
+    # every split gives brute force's points in its order, and the extra values at each of them
+    expected = enumerate_all(model, backend="brute")
+    objective = model.objective.expr
+    with mock.patch.object(numeric, "_NARROW_SHARE", share):
+        found = numeric.feasible_columns(model, extra={"objective": objective})
+    assert found is not None, "small random models are within int64"
+    names = [v.name for v in model.variables]
+    rows = zip(*(found.columns[n].tolist() for n in names), strict=True)
+    got = [dict(zip(names, values, strict=True)) for values in rows]
+    assert got == expected and found.count == len(expected)
+    values = found.values["objective"]
+    at = [int(values[i]) if hasattr(values, "shape") else int(values) for i in range(found.count)]
+    assert at == [objective.evaluate(a) for a in expected]
+
+
+@SETTINGS
+@given(model=models())
+def test_domain_bounds_bottom_up_equal_the_expressions_own_bounds(model):
+    # every node keeps its interval over the domains (divisions check theirs when built; numpy's
+    # evaluator bounds int64 with them): the memoised bottom-up one must equal Expr.bounds
+    ranges = {v.name: (v.domain.lo, v.domain.hi) for v in model.variables}
+    for e in _expression_nodes(model):
+        expected = e.bounds(ranges) if e.variables() else (e.evaluate({}),) * 2
+        assert e._domain_bounds() == expected, e
+
+
+@SETTINGS
+@given(model=models(), data=st.data())
+def test_one_memo_over_many_constraints_gives_each_ones_truth(model, data):
+    point = {v.name: data.draw(st.sampled_from(v.domain.values)) for v in model.variables}
+    memo: dict = {}
+    shared = [nc.holds(point, memo) for nc in model.constraints]
+    assert shared == [nc.holds(point) for nc in model.constraints]

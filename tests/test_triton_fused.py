@@ -12,6 +12,14 @@ The runtime probes this (``bf16_dot_is_exact``) and, in the interpreter only, up
 operands to fp32 (exact: a bf16 x bf16 product fits fp32, as on tensor cores). The bf16 cases below
 therefore validate everything but the dot instruction itself; ``test_raw_bf16_dot_agrees_with_probe``
 runs the kernel without the upcast and checks that the probe's belief matches what happens.
+
+bf16 outputs: the interpreter also converts fp32 -> bf16 by truncation, not round-to-nearest-even
+as compiled kernels do (``cvt.rn.bf16.f32``): each stored bf16 value (states, dWx) is up to one ulp
+(2^-7 relative) toward zero instead of half an ulp off, about half of them by one ulp (all 768 values of the
+canary equal the truncated value). States are carried in fp32 between steps, so this does not compound;
+it costs at most 2^-7 = 0.8% of max|reference|, inside the bf16 rtol of 3e-2 with a margin of ~4.
+``tests/test_printers.py::test_canary_the_interpreter_truncates_fp32_to_bf16_instead_of_rounding``
+fails when the interpreter changes, so this reasoning is revisited.
 """
 
 from __future__ import annotations
@@ -123,7 +131,7 @@ def test_every_cell_and_dtype_matches_reference(cell, dtype):
 # products with the batch rows on M (r_once = 0: R and R^T as B operands), and both with the hidden
 # units on M (sm_90 warpgroup MMA: R and R^T as A operands). D = 36 is not a multiple of 8, so the
 # runtime also runs it on copies padded to D = 40 (and the tile to 64).
-FORMS = {"rows": {"r_once": 0}, "units-sm90": {"r_once": 1, "arch": 90}}
+FORMS = {"rows": {"r_once": 0}, "units-sm90": {"r_once": 1, "profile": "h100"}}
 
 
 @pytest.mark.parametrize("form", list(FORMS))
@@ -171,9 +179,10 @@ def test_loss_on_one_output_only(loss):
 
 
 def test_larger_tiles_than_needed():
-    # BLOCK_B=32 for B=6 and D_PAD=128 for D=40: more padding must change nothing
-    config = {"block_b": 32, "num_warps": 8, "num_stages": 2, "d_pad": 128}
-    check_against_reference("gru", B=6, T=5, N=2, D=40, dtype=torch.float32, config=config, seed=5)
+    # BLOCK_B=32 for B=17 (15 padded rows) and D=40 padded to 64: more padding must change nothing
+    # (the model's domains bound the tiles: block_b <= next_pow2(B), d_pad = next_pow2(D))
+    config = {"block_b": 32, "num_warps": 8, "num_stages": 2}
+    check_against_reference("gru", B=17, T=5, N=2, D=40, dtype=torch.float32, config=config, seed=5)
 
 
 @pytest.mark.slow

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
+import tunekit.bench.solver_bench_previous as previous
 import tunekit.tuning as tuning
+from tunekit.bench.solver_bench import import_time
 from tunekit.constraints import FAMILIES, build_space
-from tunekit.cost import estimate
+from tunekit.cost import estimate, estimate_all
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import Model, Range, enumerate_all, solve
@@ -225,3 +230,122 @@ def test_vector_minimum_is_the_native_optimum(family: str):
     handled, best = vector_minimum(model, objective)
     model.minimize(objective)
     assert handled and best == solve(model, backend="native")
+
+
+def test_importing_the_tuner_loads_no_sympy_and_takes_under_0_3_s():
+    # CPU time, the best of three fresh interpreters: on the shared 2-core machine wall time also
+    # counts waiting for other jobs
+    imports = import_time(runs=3)
+    assert not imports["sympy_loaded"], "the tuner needs only the cells' slot and state counts"
+    assert imports["cpu_s"] <= 0.3
+
+
+def test_a_cell_from_the_sympy_free_registry_still_derives_its_code():
+    probe = (
+        "import sys; from tunekit.cells import get_cell; cell = get_cell('slstm'); "
+        "assert 'sympy' not in sys.modules; code = cell.forward_code('torch'); "
+        "from tunekit.cells import StepVars; "
+        "print(len(code) > 0, 'sympy' in sys.modules, StepVars.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "tunekit.cells.spec"]
+
+
+# A sample of the benchmark sweep for the vectorised path against the previous one: every cell,
+# dtype and direction, one and four heads, batch 1..256, head dims from triton-fused's range to
+# cuda-alternating only, on both GPUs of the sweep (and one problem nothing fits).
+PATH_SAMPLE = [
+    ("a100", Problem("lstm", batch=16, heads=1, head_dim=64)),
+    ("a100", Problem("lstm", batch=256, heads=4, head_dim=384, dtype="float32")),
+    ("h100", Problem("gru", batch=16, heads=4, head_dim=192, dtype="float16", direction="both")),
+    ("h100", Problem("slstm", batch=1, heads=1, head_dim=2304, direction="backward")),
+    ("a100", Problem("elman", batch=5, heads=3, head_dim=200)),
+    ("h100", Problem("slstm", batch=256, heads=4, head_dim=48, dtype="float32")),
+    ("a100", Problem("gru", batch=256, heads=1, head_dim=4096, dtype="float32")),
+    ("h100", Problem("lstm", batch=1, heads=4, head_dim=1536, dtype="float16", direction="both")),
+]
+SAMPLE_IDS = [f"{gpu}-{p.cell}-{p.tag}-{p.direction}" for gpu, p in PATH_SAMPLE]
+
+
+def _previous_ranking(space) -> tuple[list[dict[str, int]], list[float]]:
+    """Every feasible point and its time by the previous path, best first (ties: solver order)."""
+    found = previous._solutions(space.model, "auto")[0]
+    resources = space.resources_of_all(found)
+    pairs = enumerate(zip(found, resources, strict=True))
+    timed = sorted((previous._time_us(space, a, r), i) for i, (a, r) in pairs)
+    return [found[i] for _, i in timed], [t for t, _ in timed]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("gpu", "problem"), PATH_SAMPLE, ids=SAMPLE_IDS)
+def test_the_vectorised_path_finds_and_ranks_every_point_as_the_previous_one(gpu, problem, family):
+    space = build_space(family, problem, load_profile(gpu))
+    priced = tuning._price(space, "auto")
+    points = [priced.assignment(i) for i in range(priced.count)]
+    assert points == previous._solutions(space.model, "auto")[0]  # the same feasible set, same order
+    order = sorted(range(priced.count), key=priced.times.__getitem__)
+    ranked, times = _previous_ranking(space)
+    assert [points[i] for i in order] == ranked and [priced.times[i] for i in order] == times
+    for i in order[:3]:  # what a candidate reports: exactly the previous path's numbers
+        assert priced.predicted(i) == previous._predicted(space, points[i])
+        assert priced.binding(i) == binding_constraints(space, points[i])
+
+
+def _result(gpu, problem, tuner, **kwargs) -> dict:
+    try:
+        data = tuner(problem, gpu, **kwargs).to_json_dict()
+    except NoFeasibleConfig as err:
+        return {"error": str(err), "families": [s.family for s in err.spaces]}
+    del data["solve_seconds"]
+    return data
+
+
+@pytest.mark.parametrize(("gpu", "problem"), PATH_SAMPLE, ids=SAMPLE_IDS)
+def test_tune_returns_what_the_previous_path_returns(gpu, problem):
+    assert _result(gpu, problem, tune) == _result(gpu, problem, previous.tune_previous)
+
+
+def test_nothing_feasible_raises_as_the_previous_path_raises():
+    problem = Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float32")
+    new = _result("a100", problem, tune, backend="triton-fused")
+    assert "error" in new and new == _result("a100", problem, previous.tune_previous, backend="triton-fused")
+
+
+@pytest.mark.parametrize("solver", ["native", "cpsat"])
+def test_other_solvers_are_priced_as_the_previous_path_prices_them(solver):
+    gpu, problem = PATH_SAMPLE[2]
+    assert _result(gpu, problem, tune, solver=solver) == _result(
+        gpu, problem, previous.tune_previous, solver=solver
+    )
+
+
+def test_each_fallback_gives_the_same_result(monkeypatch: pytest.MonkeyPatch):
+    gpu, problem = PATH_SAMPLE[1]
+    expected = _result(gpu, problem, previous.tune_previous)
+    real = tuning.feasible_columns
+    # values beyond int64's exact range: resources point by point, binding constraints per candidate
+    monkeypatch.setattr(
+        tuning, "feasible_columns", lambda *a, **k: dataclasses.replace(real(*a, **k), values={})
+    )
+    assert _result(gpu, problem, tune) == expected
+    # the static int64 bound fails: the checked evaluator enumerates, numpy's values come after
+    monkeypatch.setattr(tuning, "feasible_columns", lambda *args, **kwargs: None)
+    assert _result(gpu, problem, tune) == expected
+    # a cost model that raises for the batch: every point priced by estimate, one at a time
+    monkeypatch.setattr(tuning, "estimate_all", lambda *args: 1 / 0)
+    assert _result(gpu, problem, tune) == expected
+
+
+@pytest.mark.parametrize(("gpu", "problem"), PATH_SAMPLE[:4], ids=SAMPLE_IDS[:4])
+def test_estimate_all_gives_estimates_numbers_and_types(gpu, problem):
+    for family in FAMILIES:
+        space = build_space(family, problem, load_profile(gpu))
+        found = enumerate_all(space.model)
+        if not found:
+            continue
+        resources = space.resources_of_all(found)
+        params = {n: [a[n] for a in found] for n in space.tunables}
+        costs = estimate_all(space, params, {k: [r[k] for r in resources] for k in resources[0]})
+        for i, (a, r) in enumerate(zip(found, resources, strict=True)):
+            for name, value in estimate(space, a, r).terms().items():
+                assert costs[name][i] == value and type(costs[name][i]) is type(value), (family, name)

@@ -17,12 +17,14 @@ _LAZY = {
     "LSTM": "tunekit.layers",
     "GRU": "tunekit.layers",
     "SLSTM": "tunekit.layers",
+    "RNN": "tunekit.layers",
     "Elman": "tunekit.layers",
     "get_cell": "tunekit.cells",
     "CELLS": "tunekit.cells",
     "load_profile": "tunekit.hardware",
     "tune": "tunekit.tuning",
     "Problem": "tunekit.problem",
+    "load": "tunekit.generate_package",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -23,9 +23,10 @@ BackendFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 Availability = Callable[[torch.device], str | None]
 
 # backends that DESIGN §1 names but that no module provides yet: known, never available
-PLANNED_BACKENDS = ("cuda-alternating", "cuda-fused")
-# what "auto" tries on a GPU, best first; the reference always works and closes the list
-AUTO_PREFERENCE = ("triton-fused",)
+PLANNED_BACKENDS: tuple[str, ...] = ()
+# what "auto" tries on a GPU when the tuner's family for the shape cannot run, best first; the
+# reference always works and closes the list
+AUTO_PREFERENCE = ("triton-fused", "cuda-fused", "cuda-alternating")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -90,8 +91,46 @@ def _triton_available(device: torch.device) -> str | None:
     return f"tensors are on {device}: needs a CUDA GPU, or TRITON_INTERPRET=1 for the (slow) interpreter"
 
 
+def _cuda_available(device: torch.device) -> str | None:
+    """The CUDA families run through NVRTC on CUDA tensors (tunekit[cuda]), or their own source in
+    the CPU emulator on CPU tensors (its env var)."""
+    from tunekit.cuda import EMULATOR_ENV, emulator_enabled
+
+    if device.type == "cuda":
+        try:
+            import cuda.core  # noqa: F401
+        except ImportError as error:
+            return f"cuda-python is not installed ({error}): pip install 'tunekit[cuda]'"
+        return None
+    if emulator_enabled():
+        return None
+    return (
+        f"tensors are on {device}: needs a CUDA GPU (pip install 'tunekit[cuda]'), or {EMULATOR_ENV}=1 "
+        "to run the kernels' own source in tunekit's CPU emulator (slow; for validation)"
+    )
+
+
 register_backend("reference", "tunekit.reference:rnn")
 register_backend("triton-fused", "tunekit.kernels.triton_fused:fused_rnn", available=_triton_available)
+register_backend("cuda-fused", "tunekit.kernels.cuda_fused:fused_rnn", available=_cuda_available)
+register_backend(
+    "cuda-alternating", "tunekit.kernels.cuda_alternating:alternating_rnn", available=_cuda_available
+)
+
+
+def _tuned_family(cell: Cell, Wx: torch.Tensor, grad: bool) -> str | None:
+    """On a GPU: the family the tuner picks for this shape on the local GPU, if one exists."""
+    from tunekit.hardware_detect import detect_profile
+    from tunekit.problem import Problem
+    from tunekit.tuning import NoFeasibleConfig, tune
+
+    batch, _, _, heads, head_dim = Wx.shape
+    dtype = str(Wx.dtype).removeprefix("torch.")
+    try:
+        problem = Problem(cell.name, batch, heads, head_dim, dtype, "both" if grad else "forward")
+        return tune(problem, detect_profile(Wx.device.index or 0), backend="auto", top=1).backend
+    except (NoFeasibleConfig, ValueError):
+        return None
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -138,6 +177,11 @@ def rnn(
     if not isinstance(backend, str):
         raise ValueError(f"backend: got {type(backend).__name__}, expected one of {known_backends()}")
     name = resolve_backend(backend, Wx.device)
+    if backend == "auto" and Wx.device.type == "cuda":
+        grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (Wx, R, b, states))
+        tuned = _tuned_family(declaration, Wx, grad)
+        if tuned in _BACKENDS and _BACKENDS[tuned].why_not(Wx.device) is None:
+            name = tuned  # the tuner's family for this shape, where it is implemented and can run
     function = _BACKENDS[name].load(name)
     if name == "reference":
         return function(Wx, R, b, states, cell=declaration, config=config)

@@ -81,13 +81,22 @@ def check_rnn_inputs(cell: Cell, Wx: Any, R: Any, b: Any, states: Any = None) ->
 def check_layer_input(
     input: Any, input_size: int, batch_first: bool, like: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """A layer's input: [B, T, input_size] when ``batch_first`` else [T, B, input_size], on the device
-    and in the dtype of ``like`` (the layer's parameters) when given."""
+    """A layer's input, as torch.nn's recurrent layers take it: [B, T, input_size] when
+    ``batch_first`` else [T, B, input_size], or unbatched [T, input_size]; on the device and in the
+    dtype of ``like`` (the layer's parameters) when given."""
     layout = "[B, T, input_size]" if batch_first else "[T, B, input_size]"
-    check_tensor("input", input, layout, 3)
+    layouts = f"{layout} or unbatched [T, input_size]"
+    if isinstance(input, torch.Tensor) and input.dim() not in (2, 3):
+        raise ValueError(f"input: got shape {_shape(input)} ({input.dim()} dims), expected {layouts}")
+    check_tensor("input", input, layouts, input.dim() if isinstance(input, torch.Tensor) else 3)
+    if input.dim() == 2:
+        layout = "[T, input_size]"
     if input.shape[-1] != input_size:
         raise ValueError(f"input: got shape {_shape(input)}, expected {layout} with input_size={input_size}")
-    batch, steps = input.shape[:2] if batch_first else input.shape[1::-1]
+    if input.dim() == 2:
+        batch, steps = 1, input.shape[0]
+    else:
+        batch, steps = input.shape[:2] if batch_first else input.shape[1::-1]
     if steps == 0:
         raise ValueError(
             f"input: got T=0 (shape {_shape(input)}, layout {layout}), expected at least one time step"
@@ -100,24 +109,64 @@ def check_layer_input(
 
 
 def check_initial_states(
-    hx: Any, cell: Cell, batch: int, hidden_size: int, like: torch.Tensor
-) -> Sequence[torch.Tensor]:
-    """A layer's initial states: one [1, B, hidden] tensor per state (a bare tensor when S = 1)."""
-    names = cell.states
-    if isinstance(hx, torch.Tensor):
+    hx: Any,
+    names: Sequence[str],
+    count: int,
+    batch: int,
+    hidden_size: int,
+    like: torch.Tensor,
+    unbatched: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """A layer's initial states, as torch.nn's: one tensor per state in ``names`` (a bare tensor when
+    there is one state), each [count = num_layers * num_directions, B, hidden] or, for unbatched
+    input, [count, hidden]. Returns them as [count, B, hidden] (unbatched ones with B = 1)."""
+    layout = (
+        "[num_layers * num_directions, hidden_size]"
+        if unbatched
+        else ("[num_layers * num_directions, B, hidden_size]")
+    )
+    expected = (count, hidden_size) if unbatched else (count, batch, hidden_size)
+    if isinstance(hx, torch.Tensor) and len(names) == 1:
         hx = (hx,)
     if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
-        got = type(hx).__name__ if not isinstance(hx, (tuple, list)) else f"{len(hx)} tensors"
+        got = f"{len(hx)} tensors" if isinstance(hx, (tuple, list)) else type(hx).__name__
         raise ValueError(
-            f"hx: got {got}, expected {len(names)} tensor(s) ({', '.join(names)}) "
-            "of shape [1, B, hidden_size]"
+            f"hx: got {got}, expected "
+            + ("a tensor" if len(names) == 1 else f"a tuple of {len(names)} tensors ({', '.join(names)})")
+            + f" of shape {layout} = {expected}"
         )
     for name, tensor in zip(names, hx, strict=True):
-        check_tensor(f"hx[{name}]", tensor, "[1, B, hidden_size]", 3)
-        if _shape(tensor) != (1, batch, hidden_size):
-            raise ValueError(
-                f"hx[{name}]: got shape {_shape(tensor)}, "
-                f"expected (1, {batch}, {hidden_size}) = [1, B, hidden_size]"
-            )
+        check_tensor(f"hx[{name}]", tensor, layout, len(expected))
+        if _shape(tensor) != expected:
+            raise ValueError(f"hx[{name}]: got shape {_shape(tensor)}, expected {expected} = {layout}")
         _same_place(f"hx[{name}]", tensor, like, "input")
-    return hx
+    return tuple(h.unsqueeze(1) if unbatched else h for h in hx)
+
+
+def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) -> torch.Tensor:
+    """Sequence lengths of a padded batch: B integers in 1..T (a list or a 1-D integer tensor);
+    returned as an int64 tensor on ``device``."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise ValueError(f"lengths: got dtype {lengths.dtype}, expected an integer tensor")
+        values = lengths.detach()
+    else:
+        try:
+            items = list(lengths)
+        except TypeError:
+            raise ValueError(
+                f"lengths: got {type(lengths).__name__}, expected B={batch} integers (a list or a 1-D tensor)"
+            ) from None
+        bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int)]
+        if bad:
+            raise ValueError(f"lengths: got {bad[0]!r}, expected integers")
+        values = torch.tensor(items, dtype=torch.int64)
+    if values.dim() != 1 or values.numel() != batch:
+        raise ValueError(f"lengths: got shape {_shape(values)}, expected ({batch},): one length per sequence")
+    low, high = int(values.min()), int(values.max())
+    if low < 1 or high > steps:
+        raise ValueError(
+            f"lengths: got values in {low}..{high}, expected 1..{steps} "
+            f"(at least one step, at most T={steps})"
+        )
+    return values.to(device=device, dtype=torch.int64)

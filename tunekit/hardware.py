@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -119,6 +120,45 @@ class GPUProfile:
         return f"sm_{self.arch}"
 
 
+# Plausible ranges (inclusive) of what a profile states, checked whenever one is loaded or built.
+# Each bound lies far outside every supported GPU (the packaged profiles, DESIGN §5) yet catches
+# typos and unit slips (Hz for MHz, KB for bytes, 10**18 SMs) that would otherwise surface only as
+# absurd predictions much later. (low, high, what the supported GPUs have)
+_RANGES: Mapping[str, tuple[float, float, str]] = MappingProxyType(
+    {
+        "sm_count": (1, 1024, "58-142 SMs on the packaged GPUs; 144 on a full GH100"),
+        "boost_clock_mhz": (100, 5000, "1410-2520 MHz"),
+        "registers_per_sm": (16384, 262144, "65536 32-bit registers on CC 8.0-9.0"),
+        "registers_per_block": (16384, 262144, "65536"),
+        "max_registers_per_thread": (16, 255, "255, the ISA's limit"),
+        "register_allocation_unit": (1, 1024, "256 registers per warp"),
+        "max_threads_per_block": (32, 1024, "1024 on every CC"),
+        "max_threads_per_sm": (32, 4096, "1536-2048"),
+        "max_warps_per_sm": (1, 128, "48-64"),
+        "max_blocks_per_sm": (1, 128, "16-32"),
+        "warp_size": (32, 32, "32 on every NVIDIA GPU"),
+        "shared_memory_per_sm": (1024, 1 << 20, "100-228 KB"),
+        "shared_memory_per_block_optin": (1024, 1 << 20, "99-227 KB"),
+        "shared_memory_per_block_default": (1024, 1 << 20, "48 KB"),
+        "shared_memory_reserved_per_block": (1, 65536, "1 KB"),
+        "shared_memory_allocation_unit": (1, 65536, "128 B"),
+        "shared_memory_bandwidth_bytes_per_clock_per_sm": (1, 4096, "128 B per clock"),
+        "l2_bytes": (1 << 16, 1 << 30, "6-96 MB"),
+        "memory_bandwidth_gbs": (10, 100_000, "300-4800 GB/s"),
+        "fp32_tflops": (0.01, 10_000, "19.5-91.6 TFLOP/s"),
+        "grid_sync_latency_us": (0.01, 1000, "about 1.5 µs"),
+        "kernel_launch_latency_us": (0.01, 1000, "about 4 µs"),
+    }
+)
+# Throughput per SM per clock, the cross-field check of tensor_tflops and fp32_tflops against
+# sm_count x boost_clock_mhz: the packaged GPUs do 512-7572 tensor FLOP (RTX 4090 fp16 to H100 fp8)
+# and 128-256 fp32 FLOP per SM per clock; the bounds leave a factor of 4 either way.
+_TENSOR_FLOP_PER_SM_CLOCK = (64.0, 32768.0)
+_FP32_FLOP_PER_SM_CLOCK = (32.0, 1024.0)
+# A profile is a few KB of TOML; anything larger is not one (and /dev/zero is never read to its end).
+_MAX_PROFILE_BYTES = 1 << 20
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
 # Fields that are plain labels, not measured numbers: they need no citation.
 _UNCITED = ("name", "display_name", "aliases", "sources")
 _INT_FIELDS = tuple(f.name for f in fields(GPUProfile) if f.type == "int")
@@ -169,6 +209,13 @@ def _parse(data: Mapping[str, Any], origin: str) -> GPUProfile:
         if not isinstance(data[name], str) or not data[name]:
             raise _fail(origin, name, f"expected a non-empty string, got {data[name]!r}")
         values[name] = data[name]
+    if not _PROFILE_NAME.fullmatch(values["name"]) or ".." in values["name"]:
+        raise _fail(
+            origin,
+            "name",
+            f"got {values['name']!r}, expected lower-case letters, digits, '.', '_', '-' "
+            "(it names files and configurations, e.g. 'a100-sxm4-80gb')",
+        )
     values["aliases"] = tuple(a.lower() for a in _str_tuple(origin, "aliases", data["aliases"]))
     cc = data["compute_capability"]
     if (
@@ -204,11 +251,37 @@ def _parse(data: Mapping[str, Any], origin: str) -> GPUProfile:
     return profile
 
 
+def _check_ranges(p: GPUProfile, origin: str) -> None:
+    """Every number inside its plausible range, and throughputs plausible for the SMs and clock."""
+    if p.compute_capability not in ARCH_FACTS:
+        known = ", ".join(f"{a}.{b}" for a, b in ARCH_FACTS)
+        cc = ".".join(map(str, p.compute_capability))
+        raise _fail(origin, "compute_capability", f"{cc} is not supported; tunekit models {known}")
+    for field, (low, high, typical) in _RANGES.items():
+        value = getattr(p, field)
+        if not low <= value <= high:
+            raise _fail(origin, field, f"{value!r} is outside {low:g}..{high:g} (supported GPUs: {typical})")
+    sm_clocks = p.sm_count * p.boost_clock_mhz * 1e6
+    checks = [(f"tensor_tflops.{k}", v, _TENSOR_FLOP_PER_SM_CLOCK) for k, v in p.tensor_tflops.items()]
+    checks.append(("fp32_tflops", p.fp32_tflops, _FP32_FLOP_PER_SM_CLOCK))
+    for field, tflops, (low, high) in checks:
+        per_clock = tflops * 1e12 / sm_clocks
+        if not low <= per_clock <= high:
+            raise _fail(
+                origin,
+                field,
+                f"{tflops:g} TFLOP/s from {p.sm_count} SMs at {p.boost_clock_mhz} MHz is "
+                f"{per_clock:.3g} FLOP per SM per clock, outside {low:g}..{high:g}; check sm_count, "
+                "boost_clock_mhz (MHz) and the throughput (TFLOP/s)",
+            )
+
+
 def _check_consistency(p: GPUProfile, origin: str) -> None:
     """Cross-field checks: numbers that contradict each other or the architecture's limits."""
     uncited = [f for f in CITED_FIELDS if f not in p.sources]
     if uncited:
         raise _fail(origin, uncited[0], "has no entry under [sources]")
+    _check_ranges(p, origin)
     if p.max_warps_per_sm * p.warp_size != p.max_threads_per_sm:
         raise _fail(
             origin,
@@ -235,9 +308,7 @@ def _check_consistency(p: GPUProfile, origin: str) -> None:
             f"{sorted(p.tensor_core_dtypes)} must equal the keys of tensor_tflops {sorted(p.tensor_tflops)} "
             f"and of mma_shapes {sorted(p.mma_shapes)}",
         )
-    facts = ARCH_FACTS.get(p.compute_capability)
-    if facts is None:
-        return
+    facts = ARCH_FACTS[p.compute_capability]  # _check_ranges refused an unknown one
     for field in ("max_threads_per_sm", "max_warps_per_sm", "max_blocks_per_sm", "shared_memory_per_sm"):
         expected = getattr(facts, field)
         if getattr(p, field) != expected:
@@ -251,11 +322,35 @@ def _check_consistency(p: GPUProfile, origin: str) -> None:
 
 
 def load_profile_file(path: str | Path) -> GPUProfile:
-    """Load and validate one profile TOML file (not cached; ValueError names the file and field)."""
+    """Load and validate one profile TOML file (not cached).
+
+    Every problem is a ValueError naming the file (and the field): a missing, unreadable, special
+    or oversized file, bytes that are not UTF-8, invalid TOML, a missing or unknown field, a number
+    outside its plausible range, numbers that contradict each other, an unsupported architecture.
+    """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"hardware profile {path}: not a regular file; expected a TOML file")
+        if info.st_size > _MAX_PROFILE_BYTES:
+            raise ValueError(
+                f"hardware profile {path}: {info.st_size} bytes; a profile is a small TOML file "
+                f"(at most {_MAX_PROFILE_BYTES} bytes)"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"hardware profile {path}: cannot read it ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"hardware profile {path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "expected a TOML file like hardware_profiles/a100-sxm4-80gb.toml"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ValueError(f"hardware profile {path}: not valid TOML: {exc}") from exc
     return _parse(data, str(path))
 

@@ -2,10 +2,12 @@
 
 For each kernel family in question, :func:`tune` builds the family's constraint model
 (``tunekit.constraints.build_space``), enumerates every feasible configuration (by default with
-the "vector" solver, numpy over the whole space, or another CSP backend), ranks them with the
-analytic cost model (``tunekit.cost.estimate``) and re-checks every configuration it returns with
-the solver IR's plain-Python evaluation of each named constraint (a configuration that fails that
-check is a solver bug and raises). ``backend="auto"`` takes the fastest predicted family that has
+numpy over the whole space, :func:`tunekit.solvers.numeric.feasible_columns`, which also gives
+each configuration's resources and limits; or with another CSP backend), prices them all at once
+with the analytic cost model (``tunekit.cost.estimate_all``, the same numbers as ``estimate``),
+and re-checks every configuration it returns with the solver IR's plain-Python evaluation of each
+named constraint (a configuration that fails that check is a solver bug and raises). Nothing is
+cached between calls. ``backend="auto"`` takes the fastest predicted family that has
 any feasible configuration. When no family in question has one, :class:`NoFeasibleConfig` carries
 the spaces and, when read, the explanation (:mod:`tunekit.explain`): the conflicting constraints
 with numbers and the nearest shapes that work.
@@ -16,16 +18,19 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from tunekit.constraints import FAMILIES, build_space
-from tunekit.cost import estimate
+from tunekit.cost import estimate, estimate_all
 from tunekit.hardware import GPUProfile, load_profile
 from tunekit.problem import KernelConfig, Problem
 from tunekit.solvers import Model, enumerate_all
+from tunekit.solvers.numeric import Feasible, Inexact, feasible_columns
 from tunekit.solvers.vector import VECTOR_MAX_POINTS, vector_solutions
 
 __all__ = [
@@ -196,8 +201,12 @@ def _check_problem(problem: object) -> Problem:
 
 def binding_constraints(space: Any, assignment: Mapping[str, int]) -> tuple[str, ...]:
     """Limits at or above BINDING_RATIO of their capacity, fullest first, as readable strings."""
+    return _binding_lines(space.limits(assignment))
+
+
+def _binding_lines(limits: Iterable[tuple[str, int, int, str]]) -> tuple[str, ...]:
     rows = []
-    for name, used, limit, unit in space.limits(assignment):
+    for name, used, limit, unit in limits:
         if limit > 0 and used / limit >= BINDING_RATIO:
             rows.append((-used / limit, name, used, limit, unit))
     rows.sort()
@@ -210,7 +219,8 @@ def _verify(space: Any, assignment: Mapping[str, int], solver: str) -> None:
     """Re-check a solver's answer with the IR's plain-Python evaluation; a failure is a solver bug."""
     model = space.model
     outside = [v.name for v in model.variables if assignment.get(v.name) not in v.domain]
-    broken = [nc.name for nc in model.constraints if not nc.holds(assignment)]
+    memo: dict = {}  # shared subexpressions evaluated once, by the IR's own plain-Python evaluator
+    broken = [nc.name for nc in model.constraints if not nc.holds(assignment, memo)]
     if outside or broken:
         raise RuntimeError(
             f"solver {solver!r} returned {dict(assignment)} for {space.family} that violates "
@@ -218,27 +228,37 @@ def _verify(space: Any, assignment: Mapping[str, int], solver: str) -> None:
         )
 
 
-def _predicted(space: Any, assignment: Mapping[str, int]) -> dict[str, float]:
-    cost = estimate(space, assignment)
-    predicted: dict[str, float] = dict(space.resources(assignment))
-    predicted.update((k, v) for k, v in cost.terms().items() if k != "total_us_per_step")
-    predicted["time_us_per_step"] = cost.total_us_per_step
-    return predicted
-
-
-def _solutions(model: Model, solver: str) -> tuple[list[dict[str, int]], str]:
-    """Every solution and the solver that found them ("auto": vector where it applies, else native)."""
+def _solutions(model: Model, solver: str, space: Any) -> tuple[Feasible, str]:
+    """Every solution (columns in ``enumerate_all``'s order) with ``space.reported()``'s values
+    there where numpy can compute them exactly, and the solver that found them ("auto": vector
+    where it applies, else native)."""
     if solver in ("auto", "vector"):
-        found = vector_solutions(model)
+        # numpy over the grid, then over its survivors, with the reported values
+        found = feasible_columns(model, evaluator=space.evaluator(), extra=space.reported())
         if found is not None:
             return found, "vector"
+        checked = vector_solutions(model)  # values checked one by one where the static bound fails
+        if checked is not None:
+            return _feasible(space, checked), "vector"
         if solver == "vector":
             raise ValueError(
                 f"solver: 'vector' cannot take model {model.name!r} (more than {VECTOR_MAX_POINTS:,} points "
                 "or an expression it does not support); use 'native' or 'cpsat'"
             )
         solver = "native"
-    return enumerate_all(model, backend=solver), solver
+    return _feasible(space, enumerate_all(model, backend=solver)), solver
+
+
+def _feasible(space: Any, solutions: Sequence[Mapping[str, int]]) -> Feasible:
+    """A solver's solutions as columns, with the reported values (empty where numpy cannot
+    compute them exactly: then they are computed point by point)."""
+    names = [v.name for v in space.model.variables]
+    columns = {n: np.array([s[n] for s in solutions], dtype=np.int64) for n in names}
+    try:
+        values = space.evaluator().values(columns, space.reported()) if solutions else {}
+    except Inexact:
+        values = {}
+    return Feasible(columns, len(solutions), values)
 
 
 def _time_us(space: Any, assignment: Mapping[str, int], resources: Mapping[str, int]) -> float:
@@ -250,15 +270,76 @@ def _time_us(space: Any, assignment: Mapping[str, int], resources: Mapping[str, 
         return math.inf
 
 
-def _rank_family(
-    space: Any, solver: str, top: int
-) -> tuple[int, list[tuple[float, int, dict[str, int]]], str]:
-    """(feasible count, the ``top`` best as (time, solver order, assignment), the solver used)."""
-    solutions, used = _solutions(space.model, solver)
-    resources = space.resources_of_all(solutions)
-    timed = [(_time_us(space, a, r), i, a) for i, (a, r) in enumerate(zip(solutions, resources, strict=True))]
-    timed.sort(key=lambda item: item[:2])  # ties: the solvers' deterministic order
-    return len(solutions), timed[:top], used
+def _entry(values: Any, i: int) -> int:
+    """Entry i of a column (array or list), or the constant itself."""
+    return int(values[i]) if isinstance(values, (np.ndarray, list)) else int(values)
+
+
+@dataclass(frozen=True, eq=False)
+class _Priced:
+    """One family's feasible configurations, priced: the tuner's working data, not a result."""
+
+    space: Any
+    solver: str
+    found: Feasible  # columns of the feasible points, and the space's reported values there
+    resources: Mapping[str, Any]  # each resource at every point (a column, or a constant)
+    costs: Mapping[str, list[float]] | None  # estimate_all's terms per point; None: priced one by one
+    times: list[float]  # µs per step at every point
+
+    @property
+    def count(self) -> int:
+        return self.found.count
+
+    def assignment(self, i: int) -> dict[str, int]:
+        return {name: int(column[i]) for name, column in self.found.columns.items()}
+
+    def resources_of(self, i: int) -> dict[str, int]:
+        return {name: _entry(values, i) for name, values in self.resources.items()}
+
+    def predicted(self, i: int) -> dict[str, float]:
+        """Resources, cost terms and time_us_per_step of point i, as ``estimate`` gives them."""
+        predicted: dict[str, float] = dict(self.resources_of(i))
+        if self.costs is None:
+            terms = estimate(self.space, self.assignment(i), self.resources_of(i)).terms()
+        else:
+            terms = {name: values[i] for name, values in self.costs.items()}
+        predicted.update((k, v) for k, v in terms.items() if k != "total_us_per_step")
+        predicted["time_us_per_step"] = terms["total_us_per_step"]
+        return predicted
+
+    def binding(self, i: int) -> tuple[str, ...]:
+        """The binding constraints of point i, as ``binding_constraints`` gives them."""
+        values = self.found.values
+        if not values:
+            return binding_constraints(self.space, self.assignment(i))
+        return _binding_lines(
+            (c.name, _entry(values["used", c.name], i), _entry(values["limit", c.name], i), c.unit)
+            for c in self.space.limit_items
+        )
+
+
+def _price(space: Any, solver: str) -> _Priced:
+    """Enumerate ``space`` and price every feasible configuration (cost.estimate_all over all of
+    them; one at a time where that raises or meets a NaN, so each point scores as estimate scores it)."""
+    found, used = _solutions(space.model, solver, space)
+    count = found.count
+    if count == 0:
+        return _Priced(space, used, found, {}, None, [])
+    if found.values:
+        resources = {name: found.values["resource", name] for name in space.resource_formulas}
+    else:  # beyond numpy's exact range: each value checked, or one point at a time
+        points = [{n: int(c[i]) for n, c in found.columns.items()} for i in range(count)]
+        rows = space.resources_of_all(points)
+        resources = {name: [r[name] for r in rows] for name in space.resource_formulas}
+    priced = _Priced(space, used, found, resources, None, [])
+    try:
+        costs = estimate_all(space, {n: found.columns[n] for n in space.tunables}, resources)
+        if any(t != t for t in costs["total_us_per_step"]):  # NaN: arrays' min/max order it otherwise
+            raise ValueError("a cost term is not a number")
+        return _Priced(space, used, found, resources, costs, costs["total_us_per_step"])
+    except (ArithmeticError, ValueError):
+        times = [_time_us(space, priced.assignment(i), priced.resources_of(i)) for i in range(count)]
+        return _Priced(space, used, found, resources, None, times)
 
 
 def tune(
@@ -286,27 +367,30 @@ def tune(
         raise ValueError(f"top: got {top!r}, expected a positive int")
 
     counts: dict[str, int] = {}
-    used: dict[str, str] = {}
-    ranked: list[tuple[float, int, int, dict[str, int]]] = []
-    spaces: dict[str, Any] = {}
+    priced: list[_Priced] = []
+    ranked: list[tuple[float, int, int]] = []  # (µs per step, family index, solver order)
     for f_index, family in enumerate(families):
-        space = spaces[family] = build_space(family, problem, profile)
-        counts[family], best, used[family] = _rank_family(space, solver, top)
-        ranked += [(t, f_index, i, a) for t, i, a in best]
+        family_priced = _price(build_space(family, problem, profile), solver)
+        priced.append(family_priced)
+        counts[family] = family_priced.count
+        times = family_priced.times
+        # the ``top`` fastest of the family; ties: the solvers' deterministic order (a stable sort)
+        ranked += [(times[i], f_index, i) for i in sorted(range(len(times)), key=times.__getitem__)[:top]]
     counts["total"] = sum(counts.values())
     if not ranked:
-        raise NoFeasibleConfig(problem, profile, [spaces[f] for f in families])
+        raise NoFeasibleConfig(problem, profile, [p.space for p in priced])
 
-    ranked.sort(key=lambda item: item[:3])
+    ranked.sort()
     candidates = []
-    for _, f_index, _, assignment in ranked[:top]:
-        space = spaces[families[f_index]]
-        _verify(space, assignment, used[space.family])
+    for _, f_index, i in ranked[:top]:
+        family_priced = priced[f_index]
+        space, assignment = family_priced.space, family_priced.assignment(i)
+        _verify(space, assignment, family_priced.solver)
         candidates.append(
             Candidate(
                 space.config(assignment),
-                MappingProxyType(_predicted(space, assignment)),  # read-only: the result is a value
-                binding_constraints(space, assignment),
+                MappingProxyType(family_priced.predicted(i)),  # read-only: the result is a value
+                family_priced.binding(i),
             )
         )
     best = candidates[0]
@@ -319,6 +403,6 @@ def tune(
         binding_constraints=best.binding_constraints,
         candidates=tuple(candidates),
         feasible_count=MappingProxyType(counts),
-        solver="+".join(dict.fromkeys(used.values())),
+        solver="+".join(dict.fromkeys(p.solver for p in priced)),
         solve_seconds=time.perf_counter() - start,
     )

@@ -150,6 +150,7 @@ TK_DEVICE void mma_m16n8k8_tf32(float (&acc)[4], const u32 (&a)[4], const u32 (&
 // 16-bit elements; lanes 8i..8i+7 give the addresses of matrix i's rows 0..7 (16 bytes each,
 // 16-byte aligned), and lane l receives in r[i] the pair (row l/4, columns 2(l%4)..2(l%4)+1) of
 // matrix i. .trans delivers the transposed matrices. x2: matrices 0..1 (lanes 0..15 give rows).
+// In the emulator these are warp collectives: every lane of the warp must call the same one.
 TK_DEVICE void ldmatrix_x4(u32 (&r)[4], ptr<const void> row) {
   unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -173,6 +174,15 @@ TK_DEVICE void ldmatrix_x2_trans(u32 (&r)[2], ptr<const void> row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
                : "=r"(r[0]), "=r"(r[1])
                : "r"(addr));
+}
+// x1: matrix 0 only (lanes 0..7 give its rows; the other lanes' addresses are not read).
+TK_DEVICE void ldmatrix_x1(u32 (&r)[1], ptr<const void> row) {
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];" : "=r"(r[0]) : "r"(addr));
+}
+TK_DEVICE void ldmatrix_x1_trans(u32 (&r)[1], ptr<const void> row) {
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];" : "=r"(r[0]) : "r"(addr));
 }
 
 // ---- cp.async: global -> shared copies that bypass registers (sm_80+) ---------------------------

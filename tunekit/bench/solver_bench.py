@@ -2,8 +2,12 @@
 
 Every shape of the grid (cells x head dims x heads x batch x dtype x GPU) is tuned end to end (problem
 to ranked top-5 over all three families, or to the explanation when nothing is feasible) with tune's
-default solver ("auto"); native and CP-SAT, slower, time every n-th shape. The report gives median,
-p90 and max milliseconds per solver, the feasible counts per family, whether the solvers agree, a
+default solver ("auto"), and right beside it by the previous pipeline ("previous":
+:func:`tunekit.bench.solver_bench_previous.tune_previous`, the same default solver without the
+vectorised pricing), the two alternating which goes first, so that both see the same load on a
+shared machine; native and CP-SAT time every n-th shape. The report gives median, p90 and max
+milliseconds per solver, the speedup of auto over previous shape by shape, the feasible counts per
+family, whether the solvers agree (previous included: the same choice and counts everywhere), a
 coverage table (cuda-fused on the A100: feasibility against head dim, holes in it, the largest
 feasible head dim per dtype and cell) and, when :mod:`tunekit.bench.baselines` is present, FlashRNN's
 and Kernel Tuner's figures beside tunekit's for a few shapes. The benchmark reports; it asserts
@@ -17,6 +21,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tunekit.bench.solver_bench_previous import tune_previous
 from tunekit.bench.solver_bench_report import render_markdown, write_reports  # the report, re-exported
 from tunekit.constraints import FAMILIES, build_space
 from tunekit.constraints.cuda_fused import physical_bound, r_bytes
@@ -33,7 +40,20 @@ from tunekit.solvers import solve
 from tunekit.solvers.vector import vector_solutions
 from tunekit.tuning import NoFeasibleConfig, tune
 
-__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "coverage", "render_markdown", "run", "write_reports"]
+__all__ = [
+    "DEFAULT_GRID",
+    "PREVIOUS",
+    "QUICK_GRID",
+    "Grid",
+    "coverage",
+    "import_time",
+    "render_markdown",
+    "run",
+    "write_reports",
+]
+
+# The name under which the previous pipeline is timed, beside the solvers (it uses the default one).
+PREVIOUS = "previous"
 
 Progress = Callable[[str], None]
 
@@ -48,8 +68,9 @@ class Grid:
     batches: tuple[int, ...]
     dtypes: tuple[str, ...]
     gpus: tuple[str, ...]
-    # (solver, n): that solver times every n-th shape (the slow ones sample the grid)
-    solvers: tuple[tuple[str, int], ...] = (("auto", 1), ("native", 1), ("cpsat", 1))
+    # (solver, n): that solver times every n-th shape (the slow ones sample the grid); PREVIOUS
+    # is the previous pipeline with the default solver
+    solvers: tuple[tuple[str, int], ...] = (("auto", 1), (PREVIOUS, 1), ("native", 1), ("cpsat", 1))
     coverage_dims: tuple[int, ...] = field(default=())  # head dims of the coverage table; () skips it
     coverage_pairs: tuple[tuple[str, str], ...] = (("lstm", "bfloat16"),)  # (cell, dtype) rows
     baseline_dims: tuple[int, ...] = ()  # head dims for the FlashRNN / Kernel Tuner side-by-side
@@ -89,7 +110,7 @@ DEFAULT_GRID = Grid(
     batches=(1, 16, 256),
     dtypes=("bfloat16", "float16", "float32"),
     gpus=("a100", "h100"),
-    solvers=(("auto", 1), ("native", 1), ("cpsat", 1)),
+    solvers=(("auto", 1), (PREVIOUS, 1), ("native", 1), ("cpsat", 1)),
     coverage_dims=tuple(range(16, 4096 + 1, 16)),
     flashrnn_shapes=FLASHRNN_SHAPES,
     coverage_pairs=(
@@ -116,10 +137,12 @@ QUICK_GRID = Grid(
 
 
 def _time_one(gpu: str, problem: Problem, solver: str) -> dict[str, Any]:
-    """One end-to-end ``tune`` call: milliseconds, the choice, feasible counts per family."""
+    """One end-to-end ``tune`` call (``tune_previous`` for PREVIOUS): milliseconds, the choice,
+    feasible counts per family."""
+    tuner, solver = (tune_previous, "auto") if solver == PREVIOUS else (tune, solver)
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        result = tune(problem, gpu, backend="auto", top=5, solver=solver)
+        result = tuner(problem, gpu, backend="auto", top=5, solver=solver)
     except NoFeasibleConfig as exc:
         ms, cpu_ms = (time.perf_counter() - start) * 1e3, (time.process_time() - cpu) * 1e3
         start = time.perf_counter()
@@ -145,12 +168,47 @@ def _time_one(gpu: str, problem: Problem, solver: str) -> dict[str, Any]:
     }
 
 
+# A fresh interpreter imports the tuner: wall and CPU seconds of the import, and whether SymPy
+# (which only code derivation needs) got loaded with it.
+_IMPORT_PROBE = (
+    "import sys, time; w, c = time.perf_counter(), time.process_time(); import tunekit.tuning; "
+    "print(time.perf_counter() - w, time.process_time() - c, 'sympy' in sys.modules)"
+)
+
+
+def import_time(runs: int = 3) -> dict[str, Any]:
+    """``import tunekit.tuning`` in ``runs`` fresh interpreters: the best wall and CPU seconds
+    (the machine is shared: the least disturbed run), and whether any of them loaded SymPy."""
+    out = []
+    for _ in range(runs):
+        command = [sys.executable, "-c", _IMPORT_PROBE]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        wall, cpu, sympy = done.stdout.split()
+        out.append((float(wall), float(cpu), sympy == "True"))
+    return {
+        "runs": runs,
+        "wall_s": min(w for w, _, _ in out),
+        "cpu_s": min(c for _, c, _ in out),
+        "sympy_loaded": any(s for _, _, s in out),
+    }
+
+
 def _stats(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
     return {"n": len(values), "median": statistics.median(ordered), "p90": p90, "max": ordered[-1]}
+
+
+def _speedup(rows: Sequence[dict[str, Any]], solver: str = "auto") -> dict[str, Any]:
+    """Shape by shape, the previous pipeline's time over ``solver``'s (wall and CPU): > 1 is faster."""
+    both = [r for r in rows if solver in r and PREVIOUS in r]
+    out: dict[str, Any] = {"solver": solver, "shapes": len(both)}
+    for unit in ("ms", "cpu_ms"):
+        ratios = [r[PREVIOUS][unit] / r[solver][unit] for r in both if r[solver][unit] > 0]
+        out[unit] = _stats(ratios) | ({"min": min(ratios)} if ratios else {})
+    return out
 
 
 def coverage(
@@ -309,7 +367,8 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
     for i, (gpu, problem) in enumerate(grid.problems()):
         say(f"[{i + 1}/{grid.size}] {gpu} {problem.cell} {problem.tag}")
         row: dict[str, Any] = {"gpu": load_profile(gpu).name, **asdict(problem)}
-        for solver, every in grid.solvers:
+        # every other shape in reverse order: no solver always runs first (caches warmed by the one before)
+        for solver, every in grid.solvers if i % 2 == 0 else reversed(grid.solvers):
             if i % every == 0:
                 row[solver] = _time_one(gpu, problem, solver)
         rows.append(row)
@@ -335,6 +394,8 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         say("coverage: cuda-fused on a100")
         cov = coverage("a100", "cuda-fused", grid.coverage_pairs, grid.coverage_dims)
     first = solvers[0]  # the solver that times every shape
+    say("import time of tunekit.tuning")
+    imports = import_time()
     dims = grid.coverage_dims
     no_baselines = {"available": False, "note": "not run (no baseline head dims in this grid)", "rows": []}
     return {
@@ -344,9 +405,11 @@ def run(grid: Grid = DEFAULT_GRID, progress: Progress | None = None) -> dict[str
         "shapes": len(rows),
         "sweep_seconds": sweep,
         "first_call_ms": first_call_ms,
+        "import_tuning": imports,
         "load_average": {"start": load_before[0], "end": os.getloadavg()[0]},
         "summary_ms": {s: _stats([r[s]["ms"] for r in rows if s in r]) for s in solvers},
         "summary_cpu_ms": {s: _stats([r[s]["cpu_ms"] for r in rows if s in r]) for s in solvers},
+        "speedup": _speedup(rows, solvers[0]) if PREVIOUS in solvers and solvers[0] != PREVIOUS else None,
         "summary_ms_by_gpu": {
             g: {s: _stats([r[s]["ms"] for r in rows if s in r and r["gpu"] == g]) for s in solvers}
             for g in dict.fromkeys(r["gpu"] for r in rows)

@@ -16,8 +16,8 @@ rerun ``tunekit bench calibrate-triton``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,7 +28,9 @@ from tunekit.problem import Problem
 
 FAMILY = "triton-fused"
 CHECK_GPUS = ("a100", "h100")
-CHECK_TOP = 5  # tune's default number of candidates returned beside the best
+# configurations per problem the check compiles: tune's best and its runner-up (tune(top=2)); the
+# runtime launches the best
+CHECK_TOP = 2
 SHARED_TOLERANCE = 0.05  # the model may over-estimate shared memory by this much, never under
 
 # (head_dim, batch, heads): odd head dims (15, 61, 125 run on copies padded to 16, 64, 128 lanes; 100
@@ -43,12 +45,17 @@ TARGETS = (
     Problem("lstm", batch=16, heads=1, head_dim=128, dtype="bfloat16", direction="both"),
     Problem("lstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both"),
 )
+# `tunekit validate --compile`'s built-in sample (tunekit.validation.tuned.SAMPLE): each cell at D=64
+VALIDATE_SAMPLE = tuple(
+    Problem(cell, batch=16, heads=1, head_dim=64, dtype="bfloat16", direction="both") for cell in CELLS
+)
 CHECK_PROBLEMS = (
     tuple(
         Problem(cell, batch=b, heads=n, head_dim=d, dtype=dtype, direction=direction)
         for cell, dtype, direction, (d, b, n) in itertools.product(CELLS, DTYPES, DIRECTIONS, SHAPES)
     )
     + TARGETS
+    + tuple(p for p in VALIDATE_SAMPLE if p not in TARGETS)
 )
 
 
@@ -104,12 +111,12 @@ class Checked:
         return "ok" if not problems else "; ".join(problems)
 
 
-def returned(problem: Problem, gpu: str) -> list[tuple[int, Any, dict[str, int]]]:
+def returned(problem: Problem, gpu: str, top: int = CHECK_TOP) -> list[tuple[int, Any, dict[str, int]]]:
     """(rank, KernelConfig, predicted) of every configuration tune returns (empty when none fits)."""
     from tunekit.tuning import NoFeasibleConfig, tune
 
     try:
-        result = tune(problem, gpu, backend=FAMILY, top=CHECK_TOP)
+        result = tune(problem, gpu, backend=FAMILY, top=top)
     except NoFeasibleConfig:
         return []
     out = [(0, result.config, result.predicted)]
@@ -123,6 +130,7 @@ def check(
     compile_all: Callable[[Sequence[CompileJob]], list[Compiled]],
     problems: Iterable[Problem] = CHECK_PROBLEMS,
     gpus: Sequence[str] = CHECK_GPUS,
+    top: int = CHECK_TOP,
 ) -> tuple[list[Checked], list[str]]:
     """Every returned configuration with its compiles; and the problems with no configuration."""
     from tunekit.hardware import load_profile
@@ -131,7 +139,7 @@ def check(
     for gpu in gpus:
         profile = load_profile(gpu)
         for problem in problems:
-            answers = returned(problem, gpu)
+            answers = returned(problem, gpu, top)
             if not answers:
                 empty.append(problem_id(problem, gpu))
             for rank, config, predicted in answers:
@@ -172,8 +180,7 @@ def refused_clean(
 ) -> dict[str, Any]:
     """Configurations the model refuses only for registers: how many compile without spills.
 
-    Every refused point whose kernels all fit the shared memory is judged by the compiler: from the
-    cache where present (the measured table's walks), else in a seeded sample of ``sample`` points.
+    A seeded sample of ``sample`` refused points is judged by the compiler (cached).
     """
     from tunekit.hardware import load_profile
 
@@ -188,8 +195,15 @@ def refused_clean(
                     accepted += 1
                 elif all(v.startswith("registers_per_") for v in violated):
                     refused.append((problem, gpu, point, profile.arch))
-    rng = random.Random(seed)
-    judged = rng.sample(refused, min(sample, len(refused)))
+
+    # a seeded order of the points themselves (not of the list), so that adding problems keeps most
+    # of the sample, and its compiles cached
+    def order(item: tuple) -> str:
+        problem, gpu, point, _ = item
+        text = f"{seed}:{problem_id(problem, gpu)}:{sorted(point.items())}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    judged = sorted(refused, key=order)[:sample]
     clean, reasons = 0, []
     for problem, gpu, point, arch in judged:
         jobs = kernel_jobs(problem, point, arch)
@@ -224,4 +238,43 @@ def as_json(checked: Sequence[Checked], empty: Sequence[str]) -> dict[str, Any]:
         ],  # fmt: skip
         "no_configuration": list(empty),
         "compiles": {k: asdict(r) for c in checked for k, r in c.compiled},
+    }
+
+
+def parse_key(key: str) -> CompileJob:
+    """The CompileJob a :attr:`CompileJob.key` names (the inverse of the key, its hash aside)."""
+    cell, role, _, short, sm, d, bb, w, s, ro = key.split("-")
+    dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[short]
+    return CompileJob(cell, {"fwd": "forward", "bwd": "backward"}[role], dtype, int(d[1:]), int(bb[2:]),
+                      int(w[1:]), int(s[1:]), int(ro[2:]), int(sm[2:]))  # fmt: skip
+
+
+def bound_vs_ptxas(compiles: dict[str, Compiled]) -> dict[str, Any]:
+    """The conservative register bound (the model without its table) against ptxas's registers on
+    the clean compiles: how far above it is, and how often it is below (where only the table is safe)."""
+    import statistics
+
+    from tunekit.constraints.triton_fused import kernel_resources
+    from tunekit.hardware import load_profile
+    from tunekit.kernels.triton_fused_aot import ARCH_PROFILES
+
+    gaps: dict[int, list[int]] = {}
+    for key, c in compiles.items():
+        job = parse_key(key)
+        if not c.clean or job.key != key:  # a spill, or a compile of an earlier version of the kernel
+            continue
+        point = {"block_b": job.block_b, "num_warps": job.num_warps, "num_stages": job.num_stages,
+                 "r_once": job.r_once}  # fmt: skip
+        gpu = load_profile(ARCH_PROFILES[job.arch])
+        args = (job.cell, job.direction, job.dtype, job.head_dim, point, gpu)
+        bound, _ = kernel_resources(*args, use_table=False)
+        gaps.setdefault(job.arch, []).append(int(bound) - c.registers)
+    return {
+        f"sm{arch}": {
+            "compiles": len(g),
+            "median_bound_minus_ptxas": statistics.median(g),
+            "bound_below_ptxas": sum(1 for x in g if x < 0),
+            "worst_under": min(g),
+        }
+        for arch, g in sorted(gaps.items())
     }

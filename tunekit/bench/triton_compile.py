@@ -82,6 +82,10 @@ class CompileRunner:
         entry = self.cache.get(job.key)
         return None if entry is None else Compiled(**entry)
 
+    def cache_results(self) -> dict[str, Compiled]:
+        """Every cached result by job key (this run's and earlier ones of current kernels alike)."""
+        return {key: Compiled(**fields) for key, fields in self.cache.items()}
+
     def compile(self, job: CompileJob) -> Compiled:
         """The cached result, or a fresh compile."""
         return self.compile_all([job])[0]

@@ -12,7 +12,7 @@ padded lanes change the tile).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunekit.bench.triton_check import FAMILY, kernel_jobs
@@ -45,6 +45,7 @@ class Reach:
     feasible: tuple[int, ...]  # head dims with a configuration
     largest_config: str  # the configuration at the largest one
     compiled: tuple[tuple[str, Compiled], ...]  # its kernels' compiles
+    jobs: tuple[tuple[CompileJob, Compiled], ...] = field(default=(), compare=False)  # the same, as jobs
 
     @property
     def largest(self) -> int | None:
@@ -100,14 +101,16 @@ def study(
                         if config is not None:
                             configs[d] = config
                     compiled: tuple[tuple[str, Compiled], ...] = ()
+                    pairs: tuple[tuple[CompileJob, Compiled], ...] = ()
                     name = ""
                     if configs:
                         d = max(configs)
                         problem = Problem(cell, BATCH, 1, d, dtype=dtype, direction=direction)
                         jobs = kernel_jobs(problem, dict(configs[d].params), arch)
-                        compiled = tuple((j.key, c) for j, c in zip(jobs, compile_all(jobs), strict=True))
+                        pairs = tuple(zip(jobs, compile_all(jobs), strict=True))
+                        compiled = tuple((j.key, c) for j, c in pairs)
                         name = configs[d].name
-                    out.append(Reach(cell, dtype, gpu, use, tuple(sorted(configs)), name, compiled))
+                    out.append(Reach(cell, dtype, gpu, use, tuple(sorted(configs)), name, compiled, pairs))
                     if progress:
                         progress(f"reach {gpu} {cell} {dtype} {use}: {out[-1].cell_text()}")
     return out
@@ -149,7 +152,11 @@ def write(entries: Sequence[Reach], out_dir: Path) -> Path:
         "both of its products for 16-bit dtypes (fp32 keeps two: tf32 has no transposed 32-bit "
         "ldmatrix), so 16-bit LSTM training at D = 128 needs 128 KiB of R plus scratch: it fits the "
         "a100 (163 KiB) and h100 (227 KiB), not the 99 KiB of l4 and rtx4090. Registers are what ptxas "
-        "reports with the launch's register cap (the measured table of `tunekit/constraints`).",
+        "reports with the launch's register cap where the measured table (`tunekit/constraints/"
+        "triton_registers.json`) has the configuration; elsewhere a conservative bound decides, which "
+        "refuses some configurations that compile cleanly (`reports/triton_tuned_check.json`, "
+        "`refused_clean`), so an entry below the shared-memory limit may be the bound's, not ptxas's. "
+        "FlashRNN's limits are its Triton kernels' (LSTM and sLSTM only, D a power of two).",
         "",
         "## The compiles behind the largest entries",
         "",

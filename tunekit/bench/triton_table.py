@@ -15,7 +15,7 @@ from pathlib import Path
 import tunekit.constraints
 from tunekit.bench.triton_compile import CompileRunner
 from tunekit.bench.triton_sweep import Group, walk
-from tunekit.constraints.triton_registers import TABLE, group_key
+from tunekit.constraints.triton_registers import TABLE, group_key, input_fingerprint
 from tunekit.files import write_atomic
 from tunekit.hardware import load_profile
 from tunekit.kernels.triton_fused_aot import ARCH_PROFILES, Compiled, kernel_source_hash
@@ -68,8 +68,6 @@ def rows_of(points: dict[tuple[int, int, int], Compiled | None], r_once: int) ->
 
 def write_table(walked: Walked, path: Path = DEFAULT_TABLE) -> Path:
     """Write (or update) the table: this run's groups replace theirs; current old ones stay."""
-    import triton
-
     path = Path(path)
     old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"kernels": {}, "groups": {}}
     kernels = {k: h for k, h in old.get("kernels", {}).items() if _current(k, h)}
@@ -80,6 +78,14 @@ def write_table(walked: Walked, path: Path = DEFAULT_TABLE) -> Path:
         fresh.setdefault(key, []).extend(rows_of(points, group.r_once))
         kernels[f"{group.cell}/{group.role}"] = kernel_source_hash(group.cell, group.role)
     groups |= {k: sorted(v) for k, v in fresh.items()}
+    write_atomic(path, table_lines(kernels, groups))
+    return path
+
+
+def table_lines(kernels: dict[str, str], groups: dict[str, list[list[int]]]) -> str:
+    """The table file's text: one line per group (reviewable diffs)."""
+    import triton
+
     about = (
         "ptxas registers and spills of the triton-fused kernels compiled with maxnreg = the register cap "
         "(tunekit bench calibrate-triton); a row: block_b, num_warps, num_stages, r_once, registers "
@@ -87,14 +93,16 @@ def write_table(walked: Walked, path: Path = DEFAULT_TABLE) -> Path:
     )
     lines = ["{", f'"about": {json.dumps(about)},', f'"triton": {json.dumps(triton.__version__)},']
     lines.append(f'"kernels": {json.dumps(dict(sorted(kernels.items())))},')
+    # the inputs each kernel was rendered from (tunekit.constraints.triton_registers.input_fingerprint)
+    fingerprints = {k: input_fingerprint(*k.split("/")) for k in sorted(kernels)}
+    lines.append(f'"fingerprints": {json.dumps(fingerprints)},')
     lines.append('"groups": {')
     items = sorted(groups.items())
     lines += [f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}," for k, v in items]
     if items:
         lines[-1] = lines[-1].rstrip(",")
     lines += ["}", "}"]
-    write_atomic(path, "\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def _current(kernel: str, recorded: str) -> bool:

@@ -3,19 +3,36 @@
 ``get_cell(name)`` returns a :class:`Cell`; ``CELLS`` maps names to the registered cells.
 A new cell is one short file: declare a :class:`Cell` (see ``lstm.py``) and, to use it by name,
 ``register_cell(cell)``.
+
+Importing the registry does not import SymPy: the declarations (:mod:`tunekit.cells.declaration`)
+hold names and the step function, whose SymPy loads when code is derived from it. The problem and
+the tuner read only the slot and state counts. ``StepVars`` (SymPy symbols) loads on first use.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from tunekit.cells.declaration import Cell
 from tunekit.cells.elman import ELMAN
 from tunekit.cells.gru import GRU
 from tunekit.cells.lstm import LSTM
 from tunekit.cells.slstm import SLSTM
-from tunekit.cells.spec import Cell, StepVars
+
+if TYPE_CHECKING:
+    from tunekit.cells.spec import StepVars
 
 __all__ = ["CELLS", "Cell", "StepVars", "get_cell", "register_cell"]
 
 CELLS: dict[str, Cell] = {cell.name: cell for cell in (ELMAN, LSTM, GRU, SLSTM)}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StepVars":  # imports SymPy, so only when asked for
+        from tunekit.cells.spec import StepVars
+
+        return StepVars
+    raise AttributeError(f"module 'tunekit.cells' has no attribute {name!r}")
 
 
 def register_cell(cell: Cell, *, replace: bool = False) -> Cell:

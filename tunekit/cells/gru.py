@@ -7,10 +7,18 @@ function as ``torch.nn.GRU`` (whose gate order is r, z, n) up to a permutation o
 
 from __future__ import annotations
 
-from tunekit.cells.spec import Cell, StepVars, sigmoid, tanh
+from typing import TYPE_CHECKING
+
+from tunekit.cells.declaration import Cell
+
+if TYPE_CHECKING:
+    from tunekit.cells.spec import StepVars
 
 
 def _step(v: StepVars) -> dict:
+    # SymPy loads when code is derived from the step, not when the cell is registered
+    from tunekit.cells.spec import sigmoid, tanh
+
     r = sigmoid(v.gate("r"))
     z = sigmoid(v.gate("z"))
     n = tanh(v.gate("n_in") + r * v.gate("n_rec"))

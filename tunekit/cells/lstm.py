@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from tunekit.cells.spec import Cell, StepVars, sigmoid, tanh
+from typing import TYPE_CHECKING
+
+from tunekit.cells.declaration import Cell
+
+if TYPE_CHECKING:
+    from tunekit.cells.spec import StepVars
 
 
 def _step(v: StepVars) -> dict:
+    # SymPy loads when code is derived from the step, not when the cell is registered
+    from tunekit.cells.spec import sigmoid, tanh
+
     i, f, z, o = (v.gate(g) for g in ("i", "f", "z", "o"))
     c_new = sigmoid(f) * v.s["c"] + sigmoid(i) * tanh(z)
     return {"h": sigmoid(o) * tanh(c_new), "c": c_new}

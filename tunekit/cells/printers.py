@@ -37,9 +37,19 @@ def _tk_min(a, b):
 
 TRITON_PRELUDE = """\
 @triton.jit
+def _tk_sigmoid(x):
+    # 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below: exp's argument is <= 0, so nothing
+    # overflows (tl.sigmoid's exp(-x) is inf for x < -88.7 in fp32; 1 / (1 + inf) = 0 is right but
+    # an overflow all the same)
+    e = tl.exp(-tl.abs(x))
+    r = 1.0 / (1.0 + e)
+    return tl.where(x >= 0, r, e * r)
+
+
+@triton.jit
 def _tk_tanh(x):
     # triton.language has no tanh; 2*sigmoid(2x) - 1 saturates to -1/+1 without inf/inf = NaN
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+    return 2.0 * _tk_sigmoid(2.0 * x) - 1.0
 
 
 @triton.jit
@@ -50,8 +60,10 @@ def _tk_logsigmoid(x):
 
 CUDA_PRELUDE = """\
 __device__ __forceinline__ float tk_sigmoid(float x) {
-  // expf(-x) overflows to inf for x < -88, and 1 / (1 + inf) = 0: saturates without NaN
-  return 1.0f / (1.0f + expf(-x));
+  // 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: expf's argument is <= 0, so nothing overflows
+  const float e = expf(-fabsf(x));
+  const float r = 1.0f / (1.0f + e);
+  return x >= 0.0f ? r : e * r;
 }
 
 __device__ __forceinline__ float tk_logsigmoid(float x) {
@@ -99,7 +111,13 @@ class _Printer:
         if isinstance(expr, sympy.Symbol):
             return expr.name, _ATOM
         if expr.is_number and not expr.free_symbols and not isinstance(expr, sympy.Piecewise):
-            value = float(expr)
+            try:
+                value = float(expr)
+            except TypeError as exc:  # a constant SymPy cannot evaluate: a function without evalf
+                raise ValueError(
+                    f"expression: cannot evaluate the constant {expr} as a number for {self.lang}; "
+                    "a cell function needs numeric evaluation (see tunekit.cells.spec._Numeric)"
+                ) from exc
             return self.number(value), (_MUL if value < 0 else _ATOM)
         if isinstance(expr, sympy.Add):
             return self._add(expr), _ADD
@@ -233,7 +251,7 @@ class TorchPrinter(_Printer):
 class TritonPrinter(_Printer):
     lang = "triton"
     functions = {
-        sigmoid: "tl.sigmoid({})",
+        sigmoid: "_tk_sigmoid({})",
         logsigmoid: "_tk_logsigmoid({})",
         sympy.tanh: "_tk_tanh({})",
         sympy.exp: "tl.exp({})",

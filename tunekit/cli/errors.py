@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
 
-__all__ = ["EXIT_FAILED", "EXIT_USAGE", "fail"]
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "example", "fail", "output_file", "output_folder"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # click's own code for usage errors
@@ -27,3 +28,30 @@ def fail(message: str, code: int = EXIT_USAGE, *, as_json: bool = False) -> NoRe
     else:
         click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def example(*lines: str) -> str:
+    """A ``--help`` epilog showing example command lines (``\\b`` keeps click from rewrapping them)."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def output_file(path: str | Path | None, option: str = "--out", *, as_json: bool = False) -> Path | None:
+    """``path`` checked as a file ``write_atomic`` can write (before any work), else ``fail`` (exit 2)."""
+    from tunekit.files import check_target
+
+    if path is None:
+        return None
+    try:
+        return check_target(path)
+    except (ValueError, OSError) as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE, as_json=as_json)
+
+
+def output_folder(path: str | Path, option: str = "--out", *, as_json: bool = False) -> Path:
+    """``path`` as an existing writable folder (created if missing, before any work), else ``fail``."""
+    from tunekit.files import ensure_folder
+
+    try:
+        return ensure_folder(path)
+    except (ValueError, OSError) as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE, as_json=as_json)

@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import fields
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from tunekit.cli import main
+from tunekit.cli.errors import EXIT_FAILED, EXIT_USAGE, example, fail, output_file
 from tunekit.files import write_atomic
 from tunekit.hardware import GPUProfile, list_profiles, load_profile, profile_to_toml
 
-# Exit codes: 2 is click's own code for a usage error (an unknown GPU name is one); 1 means the
-# command was well formed but the machine cannot do it (no CUDA device for `detect`).
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 1
+# Exit codes (tunekit.cli.errors): 2 a usage error (an unknown GPU name, a bad --out); 1 the command
+# was well formed but the machine cannot do it (no CUDA device for `detect`).
+EXIT_UNAVAILABLE = EXIT_FAILED
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
-def _profile_or_exit(name: str) -> GPUProfile:
+def _profile_or_exit(name: str, as_json: bool = False) -> GPUProfile:
     try:
         return load_profile(name)
     except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE, as_json=as_json)
 
 
 def _kib(n: int) -> str:
@@ -70,12 +63,12 @@ def _show_value(field: str, value: Any) -> str:
     return str(value)
 
 
-@main.group("hw")
+@main.group("hw", epilog=example("tunekit hw list", "tunekit hw show a100 --json"))
 def hw() -> None:
     """GPU hardware profiles: list the known GPUs, show one with its sources, detect this machine's."""
 
 
-@hw.command("list")
+@hw.command("list", epilog=example("tunekit hw list"))
 def list_command() -> None:
     """Table of every known GPU profile."""
     from rich.console import Console
@@ -99,12 +92,12 @@ def list_command() -> None:
     Console(width=max(140, Console().width)).print(table)
 
 
-@hw.command("show")
+@hw.command("show", epilog=example("tunekit hw show a100", "tunekit hw show l4 --json"))
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def show_command(name: str, as_json: bool) -> None:
     """Every field of GPU NAME (a profile name or alias) with its source."""
-    profile = _profile_or_exit(name)
+    profile = _profile_or_exit(name, as_json)
     if as_json:
         click.echo(json.dumps(profile_dict(profile), indent=2))
         return
@@ -127,31 +120,36 @@ def _print_profile(profile: GPUProfile) -> None:
     Console(width=max(160, Console().width)).print(table)
 
 
-@hw.command("detect")
+@hw.command("detect", epilog=example("tunekit hw detect", "tunekit hw detect --device 1 --out my-gpu.toml"))
 @click.option("--device", default=0, show_default=True, type=click.IntRange(min=0), help="CUDA device index.")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write the profile as TOML to this file (readable by tunekit.hardware.load_profile_file).",
+    type=click.Path(),  # a str: Path('') would read as the current folder
+    help="Write the profile as TOML to this file, in an existing folder (readable by "
+    "tunekit.hardware.load_profile_file).",
 )
-def detect_command(device: int, out: Path | None) -> None:
+def detect_command(device: int, out: str | None) -> None:
     """Profile of this machine's CUDA device: a known profile when it matches, else one built from it."""
+    output_file(out)  # a bad --out is reported before the device is touched
     from tunekit.hardware import detect_profile  # imports torch; only this command needs it
 
     try:
         profile = detect_profile(device)
     except ImportError as exc:
-        _fail(f"cannot detect a GPU: torch is not importable ({exc})", EXIT_UNAVAILABLE)
+        fail(f"cannot detect a GPU: torch is not importable ({exc})", EXIT_UNAVAILABLE)
     except RuntimeError as exc:
-        _fail(f"cannot detect a GPU: {exc}", EXIT_UNAVAILABLE)
+        fail(f"cannot detect a GPU: {exc}", EXIT_UNAVAILABLE)
     except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     origin = (
         "a known profile" if profile.name in {p.name for p in list_profiles()} else "built from the device"
     )
     click.echo(f"Detected {profile.display_name}: {profile.name} ({origin}).")
     if out is not None:
-        write_atomic(out, profile_to_toml(profile))
+        try:
+            write_atomic(out, profile_to_toml(profile))
+        except (ValueError, OSError) as exc:
+            fail(f"--out: {exc}", EXIT_USAGE)
         click.echo(f"Wrote {out}")
     else:
         _print_profile(profile)

@@ -1,7 +1,9 @@
-"""``tunekit validate``: reference layers, triton-fused kernels in the interpreter, and (``--compile``)
-the triton-fused resource model against ahead-of-time compiles. A thin layer over tunekit.validation.
+"""``tunekit validate``: numerical checks of the layers and kernels, and (``--compile``) the resource
+models against the compilers for the tuner's top configurations. A thin layer over tunekit.validation.
 
-Exit codes: 0 every check passed, 1 a check failed, 2 bad usage (unknown cell, GPU or architecture).
+Exit codes: 0 every check passed, 1 a check failed or an explicitly given problem has no feasible
+configuration, 2 bad usage. With ``--json`` the output is one JSON list of objects (see the README's
+``tunekit validate`` section); an error is one JSON object instead.
 """
 
 from __future__ import annotations
@@ -9,56 +11,105 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any
 
 import click
 
 from tunekit.cli import main
+from tunekit.cli.errors import EXIT_FAILED, example, fail
+from tunekit.cli.tune import shape_options
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-BACKENDS = ("reference", "triton-fused")
-CELL_CHOICES = ("all", "lstm", "gru", "slstm", "elman")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
+BACKENDS = ("reference", "triton-fused", "cuda-alternating", "cuda-fused")
+CUDA_BACKENDS = ("cuda-alternating", "cuda-fused")
+TOOLS = ("auto", "nvcc", "nvrtc")
+_PROBLEM_FIELDS = ("head_dim", "heads", "batch", "dtype", "direction")
 
 
 def _interpreter_note() -> str:
     """Turn on Triton's interpreter for this process if triton is not imported yet; say what happened."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return "TRITON_INTERPRET=1 was already set: triton-fused kernels run in Triton's interpreter"
+    from tunekit.triton_interpreter import INTERPRET_ENV, interpreting
+
+    if interpreting():
+        return f"{INTERPRET_ENV}=1 was already set: triton-fused kernels run in Triton's interpreter"
     if "triton" in sys.modules:
-        return "triton was imported before TRITON_INTERPRET could be set: kernels need a GPU here"
-    os.environ["TRITON_INTERPRET"] = "1"  # read by triton at import time
-    return "set TRITON_INTERPRET=1 for this process: triton-fused kernels run in Triton's interpreter (CPU)"
+        return f"triton was imported before {INTERPRET_ENV} could be set: kernels need a GPU here"
+    os.environ[INTERPRET_ENV] = "1"  # read by triton at import time
+    return f"set {INTERPRET_ENV}=1 for this process: triton-fused kernels run in Triton's interpreter (CPU)"
 
 
 def parse_archs(text: str) -> list[int]:
     """``"sm_80,sm_90"`` (or ``"80,90"``) → [80, 90]; ValueError naming the option on anything else."""
-    from tunekit.aot import SUPPORTED_ARCHS
+    from tunekit.compilers.build import SUPPORTED_ARCHS, check_arch
 
     archs = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        digits = part.lower().removeprefix("sm_").removeprefix("sm")
-        if not digits.isdigit() or int(digits) not in SUPPORTED_ARCHS:
+        try:
+            arch = check_arch(part)
+        except ValueError:
             known = ", ".join(f"sm_{a}" for a in SUPPORTED_ARCHS)
-            raise ValueError(f"--compile: received {part!r}, expected a comma-separated list of {known}")
-        archs.append(int(digits))
+            raise ValueError(
+                f"--compile: received {part!r}, expected a comma-separated list of {known}"
+            ) from None
+        if arch not in archs:
+            archs.append(arch)
     if not archs:
         raise ValueError(f"--compile: received {text!r}, expected e.g. sm_80,sm_90")
     return archs
 
 
-def _gpus_for(archs: list[int], gpu_name: str | None) -> dict[int, Any]:
-    """Profile judging each architecture: --gpu for its own arch, else tunekit.validation.DEFAULT_PROFILE."""
-    from tunekit.hardware import load_profile
-    from tunekit.validation import DEFAULT_PROFILE
+def _tools(tool: str) -> tuple[list[str], list[str]]:
+    """(the CUDA tools to compile with, notes on the ones left out); ValueError when none can run."""
+    from tunekit.compilers.cuda import CUDA_TOOLS, tool_problem
 
-    chosen = load_profile(gpu_name) if gpu_name else None
-    return {a: chosen if chosen and chosen.arch == a else load_profile(DEFAULT_PROFILE[a]) for a in archs}
+    wanted = list(CUDA_TOOLS) if tool == "auto" else [tool]
+    problems = {t: tool_problem(t) for t in wanted}
+    usable = [t for t in wanted if problems[t] is None]
+    if not usable:
+        raise ValueError("--tool: " + "; ".join(f"{t}: {p}" for t, p in problems.items()))
+    return usable, [f"{t} left out: {p}" for t, p in problems.items() if p is not None]
+
+
+def _check_usage(backend: str, archs: list[int], given: dict[str, Any], gpu: str | None, tool: str) -> None:
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if backend == "reference" and archs:
+        raise ValueError(
+            "--compile: checks kernels; pick --backend triton-fused, cuda-alternating or cuda-fused"
+        )
+    if backend in CUDA_BACKENDS and not archs:
+        raise ValueError(
+            f"--backend {backend}: validate checks CUDA kernels' compiles; add --compile (e.g. sm_80,sm_90). "
+            "Their numerics run in the CPU emulator (TUNEKIT_CUDA_EMULATOR=1)"
+        )
+    if not archs and (named or gpu):
+        options = ", ".join(named + (["--gpu"] if gpu else []))
+        raise ValueError(
+            f"{options}: describe the problem whose tuned kernels --compile checks; add --compile"
+        )
+    if tool != "auto" and backend not in CUDA_BACKENDS:
+        raise ValueError(f"--tool: chooses the CUDA compiler; --backend {backend} has none to choose")
+
+
+def _family(name: str) -> Any:
+    """The CudaFamily module of ``name``; ValueError when it is not part of this installation."""
+    from tunekit.kernels import CUDA_FAMILIES, cuda_family
+
+    try:
+        return cuda_family(name)
+    except ImportError as error:
+        raise ValueError(
+            f"--backend {name}: its kernels ({CUDA_FAMILIES[name]}) are not in this installation ({error})"
+        ) from None
+
+
+def _writable(directory: Path) -> None:
+    """Create ``directory`` (for --out) and check it can be written; ValueError naming it otherwise."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out: cannot create {directory}: {error.strerror or error}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"--out: {directory} is not writable")
 
 
 def _check_table(title: str, checks: list[Any]) -> Any:
@@ -73,88 +124,165 @@ def _check_table(title: str, checks: list[Any]) -> Any:
     return table
 
 
-def _compile_table(checks: list[Any]) -> Any:
+def _compile_table(backend: str, records: list[Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title="triton-fused: resource model vs compiler (ptxas registers, Triton metadata.shared)")
-    columns = (
-        "kernel",
-        "arch",
-        "regs model",
-        "regs ptxas",
-        "shared model",
-        "shared compiler",
-        "spills",
-        "verdict",
-    )
+    title = f"{backend}: model vs compiler (shared = ptxas static + launcher dynamic)"
+    table = Table(title=title)
+    columns = ("configuration / kernel", "arch", "tool", "regs model", "regs", "shared model", "shared",
+               "spills", "stack", "verdict")  # fmt: skip
     for column in columns:
-        table.add_column(column, justify="left" if column in ("kernel", "verdict") else "right")
-    for c in checks:
-        verdict = c.verdict if c.passed else f"[red]{c.verdict}[/red]"
+        table.add_column(
+            column, justify="left" if column in ("configuration / kernel", "tool", "verdict") else "right"
+        )
+    for r in records:
+        c = r.compiled or {}
+        verdict = r.verdict if r.passed else f"[red]{r.verdict}[/red]"
         table.add_row(
-            c.name, f"sm_{c.arch}", str(c.predicted_registers), str(c.registers),
-            str(c.predicted_shared), str(c.shared), f"{c.spill_bytes} B", verdict,
+            f"{r.name}\n  {r.kernel}", f"sm_{r.arch}", r.tool,
+            str(r.predicted["registers_per_thread"]), str(c.get("registers", "-")),
+            str(r.predicted["shared_memory_bytes_per_block"]), str(c.get("shared_memory_bytes", "-")),
+            f"{c.get('spill_bytes', '-')} B", f"{c.get('stack_frame_bytes', '-')} B", verdict,
         )  # fmt: skip
     return table
 
 
-@main.command("validate")
-@click.option("--cell", "cell", default="all", show_default=True, type=click.Choice(CELL_CHOICES))
-@click.option("--backend", default="reference", show_default=True, type=click.Choice(BACKENDS))
-@click.option(
-    "--compile", "compile_archs", default=None, help="Also compile ahead of time, e.g. sm_80,sm_90."
-)
-@click.option("--gpu", "gpu_name", default=None, help="Profile whose limits judge compiles of its arch.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
-def validate_command(
-    cell: str, backend: str, compile_archs: str | None, gpu_name: str | None, as_json: bool
-) -> None:
-    """Check the layers numerically and the triton-fused resource model against the compiler."""
-    note = _interpreter_note() if backend == "triton-fused" else ""
+def _compile(backend: str, cells: list[str], given: dict[str, Any], archs: list[int], gpu: str | None,
+             top: int, tools: list[str], out: Path) -> tuple[list[Any], list[str]]:  # fmt: skip
     from tunekit import validation
 
+    sample = all(v is None for v in given.values())
+    problems = validation.sample_problems(cells, **given)
+    targets = validation.targets(archs, gpu)
+    if backend == "triton-fused":
+        return validation.triton_records(problems, targets, top, out, sample)
+    return validation.cuda_records(backend, problems, targets, top, tools, out, sample)
+
+
+def _with_shape_options(command: Any) -> Any:
+    for option in reversed(shape_options(required=False)):
+        command = option(command)
+    return command
+
+
+@main.command(
+    "validate",
+    epilog=example(
+        "tunekit validate",
+        "tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \\",
+        "                 --head-dim 64 --json",
+        "tunekit validate --backend cuda-fused --compile sm_80 --gpu a100 --cell slstm --head-dim 512",
+    ),
+)
+@_with_shape_options
+@click.option("--backend", default="reference", show_default=True, metavar="|".join(BACKENDS),
+              help="What to check: the reference layers, or a kernel family.")  # fmt: skip
+@click.option("--compile", "compile_archs", default=None,
+              help="Compile the tuner's top configurations for these archs, e.g. sm_80,sm_90.")  # fmt: skip
+@click.option("--top", type=int, default=1, show_default=True, help="Configurations per problem and arch.")
+@click.option("--tool", default="auto", show_default=True, metavar="|".join(TOOLS),
+              help="CUDA compiler: nvcc, NVRTC, or every one available (auto).")  # fmt: skip
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory for the rendered kernel sources (default: tunekit's cache).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of objects instead of tables.")
+def validate_command(
+    backend: str,
+    compile_archs: str | None,
+    top: int,
+    tool: str,
+    out_dir: str | None,
+    as_json: bool,
+    **shape: Any,
+) -> None:
+    """Check the layers and kernels numerically and the resource models against the compilers.
+
+    --cell defaults to every registered cell. Without problem options, --compile checks a built-in
+    sample (each cell at D=64, B=16, one head, bf16, forward and backward); options given replace
+    those fields. Each arch is tuned for --gpu when it has that arch, else for a100 (sm_80), a10
+    (sm_86), l4 (sm_89) or h100 (sm_90).
+
+    \b
+    Examples:
+      tunekit validate --cell lstm --backend triton-fused
+      tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \
+          --head-dim 64 --json
+      tunekit validate --backend cuda-alternating --compile sm_80,sm_86,sm_89,sm_90 --json
+    """
+    gpu, cell = shape.pop("gpu"), shape.pop("cell")
+    given = {k: shape[k] for k in _PROBLEM_FIELDS}
     try:
-        cells = validation.cells_from(cell)
+        from tunekit.compilers.cache import cache_dir
+        from tunekit.validation.numeric import cells_from
+
+        for option, value, allowed in (("--backend", backend, BACKENDS), ("--tool", tool, TOOLS)):
+            if value not in allowed:
+                raise ValueError(f"{option}: got {value!r}, expected one of {', '.join(allowed)}")
+        cells = cells_from(cell or "all")
         archs = parse_archs(compile_archs) if compile_archs is not None else []
-        gpus = _gpus_for(archs, gpu_name) if archs else {}
-        if gpu_name and not archs:
+        _check_usage(backend, archs, given, gpu, tool)
+        if top < 1:
+            raise ValueError(f"--top: got {top}, expected a positive int")
+        if gpu:
             from tunekit.hardware import load_profile
 
-            load_profile(gpu_name)  # an unknown name is a usage error even without --compile
-    except ValueError as exc:
-        _fail(str(exc))
+            load_profile(gpu)
+        if archs:
+            from tunekit.validation.tuned import sample_problems, targets
 
-    if backend == "reference":
-        checks = validation.validate_reference(cells)
-        title = "reference layers (float64) vs torch.nn and autograd"
-    else:
-        checks = validation.validate_interpreter(cells)
-        title = "triton-fused (interpreter, fp32) vs float64 reference"
-    compiled = []
+            sample_problems(cells, **given)  # a bad --dtype or --head-dim is a usage error now
+            targets(archs, gpu)
+        if backend in CUDA_BACKENDS:
+            _family(backend)
+        tools, notes = _tools(tool) if backend in CUDA_BACKENDS else ([], [])
+        out = Path(out_dir) if out_dir else cache_dir("sources")
+        if archs:
+            _writable(out)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc), as_json=as_json)
+
+    if backend == "triton-fused":
+        notes.insert(0, _interpreter_note())
+    records: list[Any] = []
     if archs:
         from rich.console import Console
 
-        cases = validation.default_cases(cells)
-        with Console(stderr=True).status(f"compiling {len(cases) * len(archs)} kernels for {compile_archs}"):
-            compiled = validation.validate_compile(archs, gpus, cases)
-    passed = all(c.passed for c in checks) and all(c.passed for c in compiled)
+        from tunekit.tuning import NoFeasibleConfig
+
+        try:
+            with Console(stderr=True).status(f"tuning and compiling {backend} for {compile_archs}"):
+                records, more = _compile(backend, cells, given, archs, gpu, top, tools, out)
+        except NoFeasibleConfig as exc:
+            fail(str(exc), EXIT_FAILED, as_json=as_json)
+        except OSError as exc:  # e.g. a full disk while writing sources or the cache
+            fail(str(exc), EXIT_FAILED, as_json=as_json)
+        notes += more
+    from tunekit import validation
+
+    checks: list[Any] = []
+    title = ""
+    if backend == "reference":
+        checks = validation.validate_reference(cells)
+        title = "reference layers (float64) vs torch.nn and autograd"
+    elif backend == "triton-fused":
+        checks = validation.validate_interpreter(cells)
+        title = "triton-fused (interpreter, fp32) vs float64 reference"
+    passed = all(c.passed for c in checks) and all(r.passed for r in records)
 
     if as_json:
-        out = {"backend": backend, "cells": cells, "passed": passed, "checks": [c.as_dict() for c in checks]}
-        if note:
-            out["note"] = note
-        if archs:
-            out["compile"] = [c.as_dict() for c in compiled]
-        click.echo(json.dumps(out, indent=2))
+        objects = [{"kind": "note", "text": n} for n in notes]
+        objects += [c.as_dict() for c in checks] + [r.as_dict() for r in records]
+        click.echo(json.dumps(objects, indent=2))
     else:
         from rich.console import Console
 
         console = Console()
-        if note:
+        for note in notes:
             console.print(note)
-        console.print(_check_table(title, checks))
-        if compiled:
-            console.print(_compile_table(compiled))
+        if checks:
+            console.print(_check_table(title, checks))
+        if records:
+            console.print(_compile_table(backend, records))
+            console.print(f"sources: {out}")
         console.print("[green]all checks passed[/green]" if passed else "[red]some checks failed[/red]")
     if not passed:
         sys.exit(EXIT_FAILED)

@@ -19,6 +19,7 @@ import numpy as np
 from tunekit.constraints.occupancy import IntLike, Limit, evaluate
 from tunekit.problem import FAMILIES, KernelConfig, Problem
 from tunekit.solvers import Expr, Model, enumerate_all
+from tunekit.solvers.numeric import Evaluator
 from tunekit.solvers.vector import expression_values
 
 __all__ = ["FAMILIES", "Space", "build_space"]
@@ -45,6 +46,7 @@ class Space:
     resource_formulas: Mapping[str, IntLike] = field(default_factory=dict, repr=False)
     limit_items: tuple[Limit, ...] = field(default=(), repr=False)
     _formula_fns: dict | None = field(default=None, init=False, repr=False)
+    _evaluator: Evaluator | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         missing = [r for r in REQUIRED_RESOURCES if r not in self.resource_formulas]
@@ -87,6 +89,24 @@ class Space:
         names = list(columns)
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
+    def evaluator(self) -> Evaluator:
+        """The numpy evaluator of this space's model, resource formulas and limits
+        (:mod:`tunekit.solvers.numeric`), kept so that each node's range is checked once."""
+        if self._evaluator is None:
+            object.__setattr__(self, "_evaluator", Evaluator())
+        return self._evaluator
+
+    def reported(self) -> dict[tuple[str, str], IntLike]:
+        """What the tuner reports at a configuration, as items for ``Evaluator.values``: each
+        resource formula under ``("resource", name)``, each limit's two sides under ``("used",
+        name)`` and ``("limit", name)``."""
+        items: dict[tuple[str, str], IntLike] = {}
+        for name, formula in self.resource_formulas.items():
+            items["resource", name] = formula
+        for c in self.limit_items:
+            items["used", c.name], items["limit", c.name] = c.used, c.limit
+        return items
+
     def _compiled(self) -> dict[str, Any]:
         """Resource formulas compiled once into closures over the tunables' values (the solver's
         own fast evaluator); the tuner calls ``resources`` for every feasible configuration."""
@@ -102,8 +122,10 @@ class Space:
     def limits(self, assignment: Mapping[str, int] | KernelConfig) -> list[tuple[str, int, int, str]]:
         """(constraint name, used, limit, unit) of every resource constraint at ``assignment``."""
         values = self._values(assignment)
+        memo: dict = {}  # the limits share most of their subexpressions: each evaluated once
         return [
-            (c.name, evaluate(c.used, values), evaluate(c.limit, values), c.unit) for c in self.limit_items
+            (c.name, evaluate(c.used, values, memo), evaluate(c.limit, values, memo), c.unit)
+            for c in self.limit_items
         ]
 
     def violated(self, assignment: Mapping[str, int] | KernelConfig) -> list[str]:

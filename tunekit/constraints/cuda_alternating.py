@@ -8,6 +8,12 @@ pipeline stages in shared memory; its ``warps_m x warps_n`` warps each own a war
 mma.sync tiles (bf16/fp16 m16n8k16, tf32 m16n8k8 for fp32). M, N and K are padded up to whole
 tiles (the pads are reported, never silent). The pointwise kernel runs ``pointwise_threads``
 threads per block over the batch x heads x D hidden units.
+
+Registers: the kernels are compiled with ``__launch_bounds__(threads, blocks_per_sm)``, so ptxas
+keeps every thread within the register budget that residency leaves (:func:`register_budget`);
+``registers_per_thread`` is that budget (ptxas's figure never exceeds it), and the budget must hold
+what the GEMM needs without spilling (``registers_needed``). Shared memory is exact: the GEMMs ask
+for ``stages`` x (A slice + B slice) of dynamic shared memory and declare no static shared memory.
 """
 
 from __future__ import annotations
@@ -18,14 +24,34 @@ from tunekit.constraints import Space
 from tunekit.constraints.occupancy import Limits, add_block_limits, add_co_residency, mma_shape
 from tunekit.constraints.triton_fused import next_pow2
 from tunekit.problem import Problem
-from tunekit.solvers import Divides, Max, Model, PowersOfTwo, Range, Values, ceil_div, round_up
+from tunekit.solvers import (
+    Divides,
+    Max,
+    Min,
+    Model,
+    PowersOfTwo,
+    Range,
+    Values,
+    ceil_div,
+    floor_div,
+    round_up,
+)
 
-__all__ = ["build_model", "gemm_shapes", "pointwise_block", "registers_per_thread"]
+__all__ = [
+    "build_model",
+    "gemm_shapes",
+    "pointwise_block",
+    "pointwise_min_blocks",
+    "register_budget",
+    "registers_per_thread",
+]
 
 FAMILY = "cuda-alternating"
 MAX_TILE = 256  # CUTLASS's largest threadblock tiles on sm_80/sm_90 are 256 wide
 MAX_TILE_N = 128  # N is the batch: 128 columns already cover most batches in one or two tiles
-MAX_TILE_K = 64  # 64-deep k slices already fill a 128-byte cp.async line per row in bf16
+# k slices of at most one 128-byte line a row (64 bf16/fp16 elements, 32 fp32): deeper slices only
+# add k steps in flight (registers) without longer cp.async rows; fp32 slices of 64 spilled
+MAX_K_ROW_BYTES = 128
 # A k slice row of at least 64 B: four 16-byte cp.async vectors per row; shorter slices waste
 # load instructions and pipeline stages (CUTLASS's sm_80 tensor-op GEMMs use 32-64 element slices).
 MIN_K_ROW_BYTES = 64
@@ -40,13 +66,29 @@ TILE_AREA = 64 * 64
 # in the config): the largest that still gives every SM POINTWISE_BLOCKS_PER_SM blocks.
 POINTWISE_THREADS = (128, 256, 512)
 POINTWISE_BLOCKS_PER_SM = 2
-# Registers a GEMM thread needs besides fragments and accumulators: tile pointers, cp.async
-# addresses, loop counters and predicates (assumption, typical of CUTLASS sm_80 kernels; calibrate
-# against ptxas -v).
+# Registers a GEMM thread needs besides fragments and accumulators (tile pointers, cp.async
+# addresses, loop counters, predicates). Calibrated with ptxas (CUDA 13.0, sm_80) on the rendered
+# kernels, their launch bounds replaced by -maxrregcount = registers_per_thread() rounded up to 8:
+# bf16, 30 sampled configurations (tiles 16..256 x 8..128 x 16..64, 1..4 x 1..4 warps, 2..4
+# stages): none spills at 40. fp32, 24 configurations (tile_k 8..32): the forward program never
+# spills at 40; the backward program needs at most one more fragment set when a slice has 4 tf32
+# k steps (TF32_TRANSPOSED_STEPS), e.g. 16x128x32 tile, 1x1 warps: 176 -> 200; 256x32x32, 4x2:
+# 112 -> 128; 128x16x32, 2x1: 112 -> 128; with 1..2 k steps nothing more.
 GEMM_OVERHEAD_REGISTERS = 40
-# The pointwise kernel: one hidden unit per thread, G gates + S states + temporaries live at once
-# (assumption; the generated kernels' ptxas -v reports 30-60 registers).
+TF32_TRANSPOSED_STEPS = 4
+# The pointwise kernels' register budget: one hidden unit per thread. ptxas -v (CUDA 13.0, sm_80,
+# uncapped) on the generated kernels: 26-54 registers for elman, lstm, gru, slstm and the test
+# cells mgu and oddmath, forward and backward, fp32 and bf16. Rendered into the kernels' launch
+# bounds (pointwise_min_blocks), so a larger user cell spills a little instead of exceeding it.
 POINTWISE_REGISTERS = 64
+# ptxas's register budget under __launch_bounds__(threads, min_blocks) follows the SM's four
+# register-file partitions (NVIDIA A100 and H100 architecture whitepapers, "SM architecture": four
+# processing blocks with a 16,384 x 32-bit register file each; a warp lives in one): 16K /
+# ceil(min_blocks * warps / 4) registers a warp, in whole allocation units. Measured with ptxas
+# (CUDA 13.0, sm_80) on a kernel that wants 250 registers, (threads, min_blocks) -> budget:
+# (64, 5) -> 168, (96, 5) -> 128, (32, 11) -> 168, (96, 7) -> 80, (128, 5) -> 96, (128, 7) -> 72,
+# (512, 2) -> 64, (64, 3) -> 255; a per-SM rule would give 200, 136, 184 and 96 for the first four.
+REGISTER_PARTITIONS = 4
 
 
 def gemm_shapes(problem: Problem) -> dict[str, tuple[int, int, int]]:
@@ -59,17 +101,44 @@ def gemm_shapes(problem: Problem) -> dict[str, tuple[int, int, int]]:
     return {d: shapes[d] for d in p.directions}
 
 
-def registers_per_thread(tile_m, tile_n, warps_m, warps_n, mma: tuple[int, int, int]):
-    """Per thread: fp32 accumulators of the warp tile, double-buffered A/B fragments, overhead.
+def registers_per_thread(
+    tile_m, tile_n, warps_m, warps_n, mma: tuple[int, int, int], tile_k=None, tf32_transposed: bool = False
+):
+    """Registers a GEMM thread needs without spilling: fp32 accumulators of the warp tile,
+    double-buffered A/B fragments (the kernel loads step k+1 while step k multiplies), overhead.
 
     An mma A fragment (m x k, 16 x 16 bf16 or 16 x 8 tf32) is 512 B = 4 registers per thread;
     a B fragment (k x n) is 256 B = 2 registers; an m x n fp32 accumulator tile is 4 registers.
+    ``tf32_transposed``: the program has tf32 GEMMs whose operands are read by 32-bit shared loads
+    (the backward's R^T, the weight GEMM's dg^T and y: ldmatrix cannot transpose 32-bit words);
+    with TF32_TRANSPOSED_STEPS k steps a slice (``tile_k``) ptxas keeps a third fragment set live.
     """
-    mm, mn, _ = mma
+    mm, mn, mk = mma
     warp_m, warp_n = tile_m // warps_m, tile_n // warps_n
     accumulators = (warp_m // mm) * (warp_n // mn) * 4
-    fragments = 2 * (4 * (warp_m // mm) + 2 * (warp_n // mn))  # two k slices in flight
+    one_set = 4 * (warp_m // mm) + 2 * (warp_n // mn)
+    fragments = 2 * one_set  # two k steps in flight
+    if tf32_transposed:
+        fragments = fragments + one_set * Min(1, floor_div(tile_k, TF32_TRANSPOSED_STEPS * mk))
     return GEMM_OVERHEAD_REGISTERS + accumulators + fragments
+
+
+def register_budget(warps, min_blocks, gpu: Any):
+    """Registers per thread ptxas may use under __launch_bounds__(32 * warps, min_blocks)."""
+    per_partition = gpu.registers_per_sm // REGISTER_PARTITIONS
+    per_warp = floor_div(per_partition, ceil_div(min_blocks * warps, REGISTER_PARTITIONS))
+    units = floor_div(per_warp, gpu.register_allocation_unit)
+    return Min(gpu.max_registers_per_thread, units * (gpu.register_allocation_unit // gpu.warp_size))
+
+
+def pointwise_min_blocks(threads, gpu: Any):
+    """Blocks per SM the pointwise kernels' launch bounds ask for: as many as POINTWISE_REGISTERS,
+    the warp limit and the block limit allow (the partition rule of :func:`register_budget`)."""
+    warps = floor_div(threads, gpu.warp_size)
+    per_warp = round_up(POINTWISE_REGISTERS * gpu.warp_size, gpu.register_allocation_unit)
+    warps_by_registers = REGISTER_PARTITIONS * ((gpu.registers_per_sm // REGISTER_PARTITIONS) // per_warp)
+    by_warps = floor_div(gpu.max_warps_per_sm, warps)
+    return Min(gpu.max_blocks_per_sm, by_warps, floor_div(warps_by_registers, warps))
 
 
 def pointwise_block(hidden_units: int, gpu: Any) -> int:
@@ -92,7 +161,8 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     tile_m = m.int_var("tile_m", PowersOfTwo(mm, max(mm, min(MAX_TILE, next_pow2(m_max)))))
     tile_n = m.int_var("tile_n", PowersOfTwo(mn, max(mn, min(MAX_TILE_N, next_pow2(p.batch)))))
     k_lo = min(max(mk, MIN_K_ROW_BYTES // p.dtype_bytes), max(mk, next_pow2(k_max)))
-    tile_k = m.int_var("tile_k", PowersOfTwo(k_lo, max(k_lo, min(MAX_TILE_K, next_pow2(k_max)))))
+    k_hi = max(k_lo, min(MAX_K_ROW_BYTES // p.dtype_bytes, next_pow2(k_max)))
+    tile_k = m.int_var("tile_k", PowersOfTwo(k_lo, k_hi))
     warps_m = m.int_var("warps_m", PowersOfTwo(1, 4))
     warps_n = m.int_var("warps_n", PowersOfTwo(1, 4))
     stages = m.int_var("stages", Range(2, 4))
@@ -100,7 +170,8 @@ def build_model(problem: Problem, gpu: Any) -> Space:
 
     # Resources
     warps = warps_m * warps_n
-    regs = registers_per_thread(tile_m, tile_n, warps_m, warps_n, (mm, mn, mk))
+    tf32_transposed = p.dtype == "float32" and "backward" in p.directions
+    regs = registers_per_thread(tile_m, tile_n, warps_m, warps_n, (mm, mn, mk), tile_k, tf32_transposed)
     shared = stages * (tile_m * tile_k + tile_k * tile_n) * p.dtype_bytes  # A and B slices per stage
     grids = {d: p.heads * ceil_div(M, tile_m) * ceil_div(N, tile_n) for d, (M, N, _) in shapes.items()}
     hidden_units = p.batch * p.hidden
@@ -130,11 +201,18 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         smem_bytes=shared,
         cooperative=False,
     )
+    # the GEMMs' launch bounds ask for per_sm blocks: ptxas's budget at that residency must hold them
+    budget = register_budget(warps, Max(1, per_sm), gpu)
+    m.add("register_budget", regs <= budget,
+          why="__launch_bounds__(threads, blocks per SM): ptxas's per-partition register budget must hold "
+          "the GEMM's registers, else it spills")  # fmt: skip
     k_slices = ceil_div(k_max, tile_k)
     m.add("pipeline_depth", stages <= Max(2, k_slices),
           why="a cp.async pipeline deeper than the K loop only holds empty stages")  # fmt: skip
 
     pw_blocks = ceil_div(hidden_units, pointwise_threads)
+    pw_min_blocks = pointwise_min_blocks(pointwise_threads, gpu)
+    pw_budget = register_budget(floor_div(pointwise_threads, gpu.warp_size), pw_min_blocks, gpu)
 
     # Objective: least padded GEMM work (the cost model ranks further)
     m.minimize(
@@ -146,9 +224,10 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     resources: dict = {
         "threads_per_block": warps * gpu.warp_size,
         "blocks": grids[first],
-        "registers_per_thread": regs,
-        "shared_memory_bytes_per_block": shared,
-        "blocks_per_sm": per_sm,
+        "registers_per_thread": budget,  # ptxas stays within it; the GEMM needs registers_needed
+        "registers_needed": regs,
+        "shared_memory_bytes_per_block": shared,  # dynamic shared memory only (ptxas: 0 static)
+        "blocks_per_sm": per_sm,  # the GEMMs' launch bounds
         "m_pad": round_up(M0, tile_m),
         "n_pad": round_up(N0, tile_n),
         "k_pad": round_up(K0, tile_k),
@@ -158,6 +237,9 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "padding_k": round_up(K0, tile_k) - K0,
         "pointwise_threads_per_block": pointwise_threads,
         "pointwise_blocks": pw_blocks,
+        "pointwise_blocks_per_sm": pw_min_blocks,  # the pointwise kernels' launch bounds
+        "pointwise_registers_per_thread": pw_budget,
+        "pointwise_shared_memory_bytes_per_block": 0,
         "launches_per_step": 2,
     }
     if "backward" in shapes and first != "backward":

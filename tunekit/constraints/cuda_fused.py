@@ -53,6 +53,20 @@ Heads: blocks split each head's rows (``span_heads`` = 0), or lay the heads end 
 is no multiple of the heads (L4: 58 SMs over 4 heads). A spanning block holds a whole number of
 tiles of units (:func:`span_quantum`), at most one head's worth, and stages both heads' y.
 
+The kernel as built (templates/cuda/fused_*.cu.j2, geometry in tunekit/kernels/cuda_fused_plan.py,
+which checks every number it shares with this model): a block's rows are unit-major (row
+u * G_r + g is gate g of unit u; the backward's Rᵀ has one row a unit and k = (gate, unit),
+gate-major); each warp runs its range of tiles chunk by chunk, k step by k step, rows inside, and
+holds the first ``r_tiles_in_registers_per_warp`` of them in that order in registers, the rest
+in its shared-memory slots (16 B a lane, fragment order). y (the backward's dg) is exchanged
+through a zero-padded global buffer laid out so that a chunk is a contiguous copy (cp.async
+16 B), in the layer's dtype; the fp32 states (state gradients) are carried in global memory; a k
+split's partial sums go through global memory and each of its blocks runs the pointwise step of
+a share of the units. ptxas is capped at the registers this model bounds (``__maxnreg__``), so an
+under-count shows as spills in the compile checks (tests/test_cuda_fused_compile.py,
+``tunekit bench cuda-compile``). dR and db are formed after the backward loop by two small fp32
+kernels over the stored step gradients.
+
 Limits: a block never holds more than one whole head, so problems with many heads of small D may
 fall back to cuda-alternating when the heads exceed the co-resident grid.
 """
@@ -81,6 +95,7 @@ __all__ = [
     "build_model",
     "hidden_choices",
     "physical_bound",
+    "pointwise_registers",
     "span_quantum",
     "r_bytes",
 ]
@@ -108,14 +123,39 @@ B_FRAG_REGISTERS = 2  # an mma B fragment (k16 x n8 bf16/fp16, k8 x n8 tf32): 2 
 # y (dg) staged 128 k-rows at a time (8 bf16 / 16 tf32 mma k steps a barrier), double-buffered
 Y_CHUNK = 128
 # Registers per thread besides R fragments, accumulators (4 per n8 tile and row tile) and
-# double-buffered B fragments (2 x 2 per n8 tile): addresses, loop counters, lane/warp ids,
-# grid-sync state and the pointwise step's temporaries (which reuse dead fragment registers).
-# Measured: a probe kernel (mma.sync m16n8k16 bf16 with N R fragments held in registers, y from
-# shared memory, LSTM pointwise, cooperative grid.sync, one n8 tile) compiled by nvcc 13.0
-# -Xptxas -v needs 250 registers at N = 56 for sm_80 (249 sm_90, 250 sm_89), no spills: 26 beyond
-# the fragments, i.e. 18 + 4 + 4 in this accounting; at 2/4/8 n8 tiles, 27/40/60 beyond them
-# (14/8/-4 + the rest). 24 keeps a margin of 6 for sLSTM's extra states and multi-head indexing.
+# double-buffered B fragments (2 x 2 per n8 tile) during the mma phase: addresses, loop counters,
+# lane/warp ids, grid-sync state. First measured on a probe kernel (mma.sync m16n8k16 bf16 with N R
+# fragments in registers, y from shared memory, cooperative grid.sync, one n8 tile; nvcc 13.0
+# -Xptxas -v: 250 registers at N = 56 for sm_80, no spills, 26 beyond the fragments), and checked
+# on the real kernels (templates/cuda/fused_*.cu.j2): with nvdisasm --print-life-ranges, the mma
+# phase of an LSTM forward at D=768 (48 fragment registers, one n8 tile) holds 75-83 registers,
+# i.e. 27-35 beyond them with the B fragments of two k steps in flight.
 OVERHEAD_REGISTERS = 24
+# Registers per thread besides R fragments during the pointwise step (the R fragments stay live,
+# the accumulators and B fragments are dead): the cell's inputs (Wx, Ry, b, states of one unit and
+# batch column), their addresses, the math functions' temporaries and the IEEE division's slow
+# path (tk_sigmoid's 1 / (1 + e^-x) calls it). Measured on the real kernels: the smallest
+# __maxnreg__ at which ptxas (nvcc 13.0, sm_80/sm_90) compiles the kernel without spills, less the
+# fragment registers, at configurations whose pointwise phase is the peak (nvdisasm life ranges):
+# forward LSTM 43-46, GRU 43, sLSTM 44, Elman 30 (D=64 and D=768, bf16 and fp32); backward LSTM
+# 44, GRU 40, sLSTM 45, Elman 30 (D=64, bf16). Each entry is the largest measured + 2 (backward
+# + 3-4: measured at one shape); a cell not listed (a user's) gets DEFAULT_POINTWISE_REGISTERS.
+POINTWISE_REGISTERS = {
+    ("lstm", "forward"): 48,
+    ("gru", "forward"): 46,
+    ("slstm", "forward"): 48,
+    ("elman", "forward"): 32,
+    ("lstm", "backward"): 48,
+    ("gru", "backward"): 44,
+    ("slstm", "backward"): 48,
+    ("elman", "backward"): 34,
+}
+DEFAULT_POINTWISE_REGISTERS = 64
+
+
+def pointwise_registers(cell: str, direction: str) -> int:
+    """Registers a thread needs besides R fragments during ``cell``'s pointwise step (measured)."""
+    return POINTWISE_REGISTERS.get((cell, direction), DEFAULT_POINTWISE_REGISTERS)
 
 
 def hidden_choices(p: Problem, gpu: Any) -> list[int]:
@@ -154,7 +194,7 @@ def block_tile(direction: str, g_r: int, hidden_per_block, k_per_block) -> tuple
     return hidden_per_block, g_r * k_per_block
 
 
-def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget) -> dict:
+def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget, pointwise: int) -> dict:
     """Registers and R tiles of warps dealt ``count`` items of ``per_item`` tiles each, evenly.
 
     Each of the warps_k groups' warps_rows warps holds tiles_per_warp tiles or per_item fewer, and
@@ -163,8 +203,9 @@ def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget) -
     items = ceil_div(count, warps_rows)
     tiles_per_warp = items * per_item
     # fp32 accumulators of all the rows the warp spans (the k loop runs over y chunks, rows inside),
-    # B fragments double-buffered
-    other_regs = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * rows_spanned + 2 * B_FRAG_REGISTERS * n_tiles
+    # B fragments double-buffered; or, where more, the pointwise step's (the fragments stay live)
+    mma = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * rows_spanned + 2 * B_FRAG_REGISTERS * n_tiles
+    other_regs = Max(mma, pointwise)
     # R tiles in registers: as many as the budget holds (a tile in registers skips a shared-memory
     # read every step, so fewer is never faster); the rest of each warp's tiles live in shared memory
     cap = Max(0, floor_div(budget - other_regs, REG_TILE_REGISTERS))
@@ -185,10 +226,11 @@ def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget) -
     }
 
 
-def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_heads) -> dict:
+def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_heads, direction: str) -> dict:
     """Tile geometry, registers and shared memory of one block computing a rows x k product.
 
     ``y_heads``: the heads whose y (dg) the block stages (2 where it spans a head boundary)."""
+    pointwise = pointwise_registers(p.cell, direction)
     mm, mn, mk = mma_shape(gpu, p.dtype)
     m_tiles = ceil_div(rows, mm)  # the block's rows padded to whole m tiles
     row_tiles = ceil_div(m_tiles, warps_rows)  # m tiles per warp (the last warps may have one fewer)
@@ -209,8 +251,9 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_h
     # fewer R tiles in shared memory (by rows on a tie): the register budget is per thread, so
     # warps with fewer tiles than it holds leave registers idle that the even deal fills.
     uneven = Min(1, Max(0, m_tiles - floor_div(m_tiles, warps_rows) * warps_rows))  # warps_rows ∤ m_tiles
-    by_rows = _deal(m_tiles, k_tiles, row_tiles, warps_rows, warps_k, n_tiles, budget)
-    even = _deal(m_tiles * k_tiles, 1, Min(m_tiles, row_tiles + uneven), warps_rows, warps_k, n_tiles, budget)
+    by_rows = _deal(m_tiles, k_tiles, row_tiles, warps_rows, warps_k, n_tiles, budget, pointwise)
+    spanned = Min(m_tiles, row_tiles + uneven)
+    even = _deal(m_tiles * k_tiles, 1, spanned, warps_rows, warps_k, n_tiles, budget, pointwise)
     # reported per warp: the by-rows deal's counts, upper bounds of the even deal's (fewer tiles, and
     # no more room in registers)
     tiles_per_warp, in_regs = by_rows["tiles_per_warp"], by_rows["in_regs"]
@@ -299,7 +342,7 @@ def build_model(problem: Problem, gpu: Any) -> Space:
     blocks = {}
     for d in p.directions:
         rows, k = block_tile(d, p.g_r, units, k_per_block)
-        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid, 1 + span)
+        blocks[d] = _block(p, gpu, rows, k, tile_b, warps_rows, warps_k, grid, 1 + span, d)
         blocks[d] |= {"rows": rows, "k": k}
 
     # Constraints: structural rules first (cheap, so the search rejects most points early)
@@ -381,6 +424,10 @@ def build_model(problem: Problem, gpu: Any) -> Space:
         "padding_b": batch_blocks * block_b - B,
         "padding_rows_per_block": first["m_tiles"] * mm - rows,
     }
+    # each direction's kernel apart (the runtime's predicted(config, entry) reads these)
+    for d, b in blocks.items():
+        resources[f"registers_per_thread_{d}"] = b["regs"]
+        resources[f"shared_memory_bytes_per_block_{d}"] = b["smem"]
     tunables = ("hidden_per_block", "k_per_block", "block_b", "tile_b", "warps_rows", "warps_k", "span_heads")
     return Space(FAMILY, p, gpu, m, tunables, resources, tuple(lim.items))
 
@@ -405,13 +452,14 @@ def physical_bound(problem: Problem, gpu: Any) -> PhysicalBound:
 
     * registers: the warps that can hold 255 registers each fill the file (8 warps of 32 threads
       with 64K registers); each thread keeps OVERHEAD_REGISTERS for addresses and loop state, 4
-      accumulators of one n8 tile and 2 x 2 registers of double-buffered B fragments, and holds R
-      only in whole 4-register mma A fragments;
+      accumulators of one n8 tile and 2 x 2 registers of double-buffered B fragments, or the cell's
+      POINTWISE_REGISTERS where more, and holds R only in whole 4-register mma A fragments;
     * shared memory: less the 1 KB the runtime reserves per block and one pass of y for one n8
       column tile, double-buffered in chunks of Y_CHUNK k-rows.
     """
     _, mn, _ = mma_shape(gpu, problem.dtype)
-    per_thread_reserve = OVERHEAD_REGISTERS + ACC_REGISTERS + 2 * B_FRAG_REGISTERS
+    mma_reserve = OVERHEAD_REGISTERS + ACC_REGISTERS + 2 * B_FRAG_REGISTERS
+    per_thread_reserve = max(mma_reserve, *(pointwise_registers(problem.cell, d) for d in problem.directions))
     best_regs = 0
     warps = 1
     while warps * gpu.warp_size <= gpu.max_threads_per_block:

@@ -56,9 +56,10 @@ class Limit:
     why: str
 
 
-def evaluate(value: IntLike, assignment: Mapping[str, int]) -> int:
-    """An int stays an int; an expression is evaluated at ``assignment``."""
-    return value.evaluate(assignment) if isinstance(value, Expr) else int(value)
+def evaluate(value: IntLike, assignment: Mapping[str, int], memo: dict | None = None) -> int:
+    """An int stays an int; an expression is evaluated at ``assignment`` (``memo``: shared with
+    other calls at the same assignment, see ``Expr.evaluate``)."""
+    return value.evaluate(assignment, memo) if isinstance(value, Expr) else int(value)
 
 
 class Limits:

@@ -143,3 +143,13 @@ def kernel_resources(
         regs_at[e.point] = (int(was_regs), register_cap(e.num_warps, gpu) + 1 if e.spills else e.registers)
     with_form = role == "backward"
     return override(regs, regs_at, v, with_form), override(shared, shared_at, v, with_form)
+
+
+def kernel_prediction(config: Any, role: str, gpu: Any) -> tuple[int, int]:
+    """(registers per thread, shared bytes) the model predicts for the ``role`` kernel of a
+    triton-fused KernelConfig on ``gpu``: the measured table's values where it has the point, else
+    the bound and the formula (as the tuner judged it)."""
+    p, params = config.problem, config.params
+    point = {k: int(params.get(k, 0)) for k in ("block_b", "num_warps", "num_stages", "r_once")}
+    regs, shared = kernel_resources(p.cell, role, p.dtype, kernel_head_dim(p.head_dim), point, gpu)
+    return int(regs), int(shared)

@@ -33,6 +33,9 @@ def class_head_dim(d_pad: int, full: bool) -> int:
 
 # Architectures whose ptxas results the measured register table holds; sm_86 uses sm_89's (both
 # mma.sync with 99 KB of shared memory; identical registers and spills on every sampled compile).
+# What changes the compiled code of a triton-fused kernel besides its source (the compile a launch
+# makes, tunekit.kernels.triton_fused.compile_options): bump it when that changes.
+COMPILE_RULE = "maxnreg=register_cap;enable_fp_fusion=1;ints-unspecialized;pointers-div16"
 REGISTER_ARCHS = (80, 89, 90)
 
 

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
-from tunekit.constraints.triton_kernel import register_arch
+from tunekit.constraints.triton_kernel import COMPILE_RULE, register_arch
 from tunekit.constraints.triton_resources import IntLike
 from tunekit.solvers import Max, Min, floor_div
 
@@ -74,13 +74,75 @@ def _current_hash(cell: str, role: str) -> str | None:
         return None
 
 
+def triton_version() -> str | None:
+    """The installed Triton's version, read from its metadata (no import), or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def input_fingerprint(cell: str, role: str, triton: str | None = None) -> str | None:
+    """A digest of what the ``role`` kernel of ``cell`` is rendered from: the Triton templates, the
+    code generator and the cell package's sources, the cell's declaration and its step function's
+    file, Triton's version and the compile rule. Reading files is cheap where rendering is not (it
+    imports SymPy and Triton): the table records it beside the source hash, and an unchanged
+    fingerprint vouches for the hash without a render. ``triton``: the version to assume (default
+    the installed one). None for a cell that is not registered."""
+    import hashlib
+    import inspect
+    from pathlib import Path
+
+    import tunekit
+    from tunekit.cells import get_cell
+
+    try:
+        declared = get_cell(cell)
+    except (KeyError, ValueError):
+        return None
+    root = Path(tunekit.__file__).parent
+    templates = Path(str(resources.files("tunekit.templates").joinpath("triton")))
+    files = [*sorted(templates.glob("*.j2")), root / "codegen.py", *sorted((root / "cells").glob("*.py"))]
+    try:
+        files.append(Path(inspect.getfile(declared.step)))
+    except (TypeError, OSError):
+        return None  # a step without a source file: only the render can tell
+    digest = hashlib.sha256()
+    fields = (role, declared.name, declared.r_gates, declared.w_gates, declared.b_gates, declared.states,
+              declared.no_grad_states, triton or triton_version(), COMPILE_RULE)  # fmt: skip
+    digest.update(repr(fields).encode())
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def is_current(table: dict, cell: str, role: str) -> bool:
+    """Whether the table's entries of this kernel describe it as it renders now: its recorded
+    fingerprint matches (cheap), else its recorded source hash matches a fresh render."""
+    recorded = table.get("kernels", {}).get(f"{cell}/{role}")
+    if recorded is None:
+        return False
+    fingerprint = table.get("fingerprints", {}).get(f"{cell}/{role}")
+    # without Triton installed (offline tuning for a named GPU) the kernels will meet the Triton the
+    # table was measured with or none: its recorded version stands
+    installed = triton_version()
+    now = input_fingerprint(cell, role, installed or table.get("triton"))
+    if fingerprint is not None and fingerprint == now:
+        return True
+    if installed is None:
+        return False  # no render without Triton: the bound decides
+    return recorded == _current_hash(cell, role)
+
+
 def entries_of(
     table: dict, cell: str, role: str, dtype: str, arch: int, d_pad: int, full: bool
 ) -> tuple[Measured, ...]:
     """A table's entries for this kernel, tile and class of D; empty when it has none or when the
     kernel's recorded source hash is not the one it renders with now."""
-    recorded = table.get("kernels", {}).get(f"{cell}/{role}")
-    if recorded is None or recorded != _current_hash(cell, role):
+    if not is_current(table, cell, role):
         return ()
     rows = table.get("groups", {}).get(group_key(cell, role, dtype, arch, d_pad, full), [])
     return tuple(Measured(*row) for row in rows)

@@ -146,9 +146,9 @@ def runner_for(device: Any, profile: Any = None) -> CudaRunner:
 
     device = torch.device(device)
     if device.type == "cuda":
-        from tunekit.cuda.nvrtc import NvrtcRunner
+        from tunekit.cuda.nvrtc import runner
 
-        return NvrtcRunner(device)
+        return runner(device)
     if emulator_enabled():
         from tunekit.cuda.emulator import EmulatorRunner
 

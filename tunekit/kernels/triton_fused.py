@@ -16,10 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +29,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from tunekit import cache as tunekit_cache
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
+from tunekit.config_check import call_problem, check_config, config_options
 from tunekit.constraints.triton_kernel import backward_dot_forms, kernel_head_dim, register_cap
-from tunekit.files import write_atomic
 
 FAMILY = "triton-fused"
 # config=None in the interpreter for a shape the a100 model rejects; the smallest tl.dot batch tile
@@ -76,39 +75,44 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
 
 
 def launch_params(
-    config: Any, cell: str, head_dim: int, dtype: torch.dtype | str, arch: int | None = None
+    config: Any,
+    cell: str,
+    head_dim: int,
+    dtype: torch.dtype | str,
+    *,
+    batch: int,
+    heads: int,
+    training: bool = True,
+    arch: int | None = None,
 ) -> LaunchParams:
-    """Read ``block_b``, ``num_warps``, ``num_stages`` (and ``d_pad``, ``dot_precision``, ``arch``) from a
-    KernelConfig or mapping. ``arch`` (the GPU's, when launching on one) overrides the config's."""
-    if isinstance(config, Mapping):
-        params, name = config, config.get("name")
-    elif hasattr(config, "params"):
-        params, name = config.params, getattr(config, "name", None)
+    """The tunables of a KernelConfig or mapping, checked strictly for this call's problem.
+
+    :func:`tunekit.config_check.check_config` rejects unknown keys, non-integers (16.9 is never
+    truncated), values outside the triton-fused model's domains, a ``dot_precision`` other than
+    "ieee"/"tf32", and a KernelConfig tuned for another family, cell or shape. fp32 products run on
+    tf32 tensor cores when the configuration says so (``dot_precision="tf32"``, or ``tf32`` = 1 as the
+    tuner's fp32 configurations carry it), else exact IEEE FMA. ``arch`` (the GPU's, when launching
+    on one) overrides the configuration's (a mapping's ``arch``, a KernelConfig's profile, else 80).
+    """
+    problem = call_problem(cell, batch, heads, head_dim, _dtype_name(dtype), training)
+    checked = check_config(config, FAMILY, problem)
+    params = checked.params
+    block_b, num_warps, num_stages, d_pad = (
+        params[k] for k in ("block_b", "num_warps", "num_stages", "d_pad")
+    )
+    written = config if isinstance(config, Mapping) else params  # a mapping's tf32 only when written
+    if isinstance(config, Mapping) and "dot_precision" in config:
+        precision = config_options(config, FAMILY)["dot_precision"]
+        if "tf32" in config and (precision == "tf32") != bool(config["tf32"]):
+            raise ValueError(
+                f"config: dot_precision={precision!r} contradicts tf32={config['tf32']!r}; give one of them"
+            )
     else:
-        raise ValueError(f"config: got {type(config).__name__}, expected a KernelConfig or a mapping")
-    missing = [key for key in ("block_b", "num_warps", "num_stages") if key not in params]
-    if missing:
-        raise ValueError(f"config: missing {missing}; got keys {sorted(params)}")
-    block_b, num_warps, num_stages = (int(params[k]) for k in ("block_b", "num_warps", "num_stages"))
-    d_pad = int(params.get("d_pad", _pow2_at_least(head_dim, 16)))
-    if block_b < 16 or block_b & (block_b - 1):
-        raise ValueError(f"config block_b: got {block_b}, expected a power of two >= 16")
-    if num_warps not in (1, 2, 4, 8, 16, 32):
-        raise ValueError(f"config num_warps: got {num_warps}, expected a power of two in 1..32")
-    if num_stages < 1:
-        raise ValueError(f"config num_stages: got {num_stages}, expected >= 1")
-    if d_pad < max(16, head_dim) or d_pad & (d_pad - 1):
-        raise ValueError(f"config d_pad: got {d_pad}, expected a power of two >= max(16, D={head_dim})")
-    # fp32 products: "tf32" on tensor cores (the tuner's fp32 configurations carry tf32 = 1, as cuDNN's
-    # RNNs run under PyTorch's defaults) or "ieee" (exact fp32 FMA; a mapping without either key)
-    precision = str(params.get("dot_precision", "tf32" if int(params.get("tf32", 0)) else "ieee"))
-    if precision not in ("tf32", "ieee"):
-        raise ValueError(f"config dot_precision: got {precision!r}, expected 'tf32' or 'ieee'")
+        precision = "tf32" if int(written.get("tf32", 0)) else "ieee"
     r_once = int(params.get("r_once", 0))
-    if r_once not in (0, 1) or (r_once and _dtype_name(dtype) == "float32"):
-        raise ValueError(f"config r_once: got {r_once}, expected 0, or 1 with a 16-bit dtype")
     if arch is None:
         arch = _config_arch(config)
+    name = config.get("name") if isinstance(config, Mapping) else config.name
     if name is None:
         short = _SHORT[_dtype_name(dtype)]
         name = f"{cell}-both-tritonfused-D{head_dim}-{short}-bb{block_b}-w{num_warps}-s{num_stages}-dp{d_pad}"
@@ -117,13 +121,14 @@ def launch_params(
 
 
 def _config_arch(config: Any) -> int:
-    """The compute capability a config was tuned for: a mapping's ``arch``, a KernelConfig's profile,
-    else 80 (the a100 the interpreter tunes for)."""
+    """The compute capability a config was tuned for: its profile (a mapping's ``profile`` or ``gpu``
+    label, a KernelConfig's GPU), else 80 (the a100 the interpreter tunes for)."""
     from tunekit.hardware import load_profile
 
     if isinstance(config, Mapping):
-        return int(config.get("arch", 80))
-    gpu = getattr(config, "gpu", None)
+        gpu = config.get("profile") or config.get("gpu")
+    else:
+        gpu = getattr(config, "gpu", None)
     return load_profile(gpu).arch if gpu else 80
 
 
@@ -131,24 +136,21 @@ def _config_arch(config: Any) -> int:
 
 
 def cache_dir() -> Path:
-    """Per-user directory for rendered kernel files (Triton reads a kernel's source from its file)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "tunekit" / "triton"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"tunekit-{os.getuid()}" / "triton"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Per-user private directory for rendered kernel files (Triton reads a kernel's source from its file)."""
+    return tunekit_cache.cache_dir("triton")
 
 
 def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
-    """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked."""
+    """Import rendered source from the cache dir; @triton.jit interprets or compiles as asked.
+
+    The file name is the checked ``stem`` (a canonical configuration name and role) plus the
+    source's digest; the entry is verified by its header hash and rewritten when it is bad.
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    path = tunekit_cache.entry_path("triton", f"{stem}-{digest}", ".py")
+    if tunekit_cache.read_text_entry(path) != source:
+        tunekit_cache.write_text_entry(path, source)
     safe = re.sub(r"[^A-Za-z0-9_]", "_", stem)
-    path = cache_dir() / f"{stem}-{digest}.py"
-    if not path.exists() or path.read_text(encoding="utf-8") != source:
-        write_atomic(path, source)
     module_name = f"tunekit_generated.{safe}_{digest}_{'interp' if interpret else 'jit'}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -164,6 +166,9 @@ def _import_source(source: str, stem: str, interpret: bool) -> ModuleType:
 def _kernel_module(cell_name: str, role: str, config_name: str, profile: str, interpret: bool) -> ModuleType:
     from tunekit.cells import get_cell
 
+    # both reach the generated file's name and header comment: canonical-name characters only
+    tunekit_cache.check_entry_name(config_name, "config name")
+    tunekit_cache.check_entry_name(profile, "config profile")
     source = render(KernelSpec(get_cell(cell_name), role), {"name": config_name, "profile": profile})
     return _import_source(source, f"{config_name}-{role}", interpret)
 
@@ -250,6 +255,14 @@ def _constexprs(
         forms = backward_dot_forms(arch, _BYTES[dtype], d_pad, block_b, num_warps, r_once)
         out |= dict(zip(("RY_UNITS", "DH_UNITS"), forms, strict=True))
     return out
+
+
+def kernel_constexprs(role: str, dtype: torch.dtype | str, params: LaunchParams) -> dict[str, Any]:
+    """The constexprs of a compiled ``role`` launch of ``params`` (no interpreter workarounds), for
+    runtimes that launch the kernels themselves (the generated packages)."""
+    p = params
+    return _constexprs(role, _dtype_name(dtype), p.d_pad, p.block_b, p.num_warps, p.arch, p.r_once, False,
+                       p.dot_precision, False)  # fmt: skip
 
 
 def compile_options(num_warps: int, num_stages: int, gpu: Any) -> dict[str, Any]:
@@ -386,8 +399,37 @@ def _backward(
     return dwx, dr, db, None if s0 is None else ds0.to(s0.dtype)
 
 
+SECOND_DERIVATIVE_ERROR = (
+    "backend 'triton-fused' is once differentiable: its backward kernel has no derivative of its own, "
+    "so a gradient taken with create_graph=True cannot be differentiated again (a gradient penalty, "
+    "a Hessian-vector product); use backend='reference' for second derivatives"
+)
+
+
+class _NoSecondDerivative(torch.autograd.Function):
+    """Passes first derivatives through; differentiating them raises (a clear error, never a wrong answer).
+
+    torch's ``once_differentiable`` attaches its error only when the incoming gradients require grad,
+    so a penalty on ``grad(loss.sum(), R, create_graph=True)`` would silently get no second-order
+    term; here the node hangs on the inputs the derivatives depend on (Wx, R, b, states).
+    """
+
+    @staticmethod
+    def forward(ctx, anchors: int, *tensors):  # type: ignore[override]
+        return tuple(t.view_as(t) for t in tensors[anchors:])
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        raise RuntimeError(SECOND_DERIVATIVE_ERROR)
+
+
 class FusedRNNFunction(torch.autograd.Function):
-    """Autograd wrapper: the loss may depend on every state and on the final states."""
+    """Autograd wrapper: the loss may depend on every state and on the final states.
+
+    Once differentiable: the backward kernel is not itself differentiated, so a second derivative
+    (``torch.autograd.grad(..., create_graph=True)`` then a backward through that gradient) raises
+    RuntimeError instead of returning a silently wrong answer; use ``backend="reference"`` for it.
+    """
 
     @staticmethod
     def forward(ctx, wx, r, b, s0, launch: _Launch):  # type: ignore[override]
@@ -399,8 +441,14 @@ class FusedRNNFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_states, d_last):  # type: ignore[override]
         wx, r, b, states, s0 = ctx.saved_tensors
-        dwx, dr, db, ds0 = _backward(ctx.launch, (wx, r, b, states), s0, d_states, d_last)
-        return dwx, dr, db, ds0, None
+        with torch.no_grad():
+            grads = _backward(ctx.launch, (wx, r, b, states), s0, d_states, d_last)
+        anchors = [t for t in (wx, r, b, s0, d_states, d_last) if t is not None and t.requires_grad]
+        if torch.is_grad_enabled() and anchors:  # create_graph=True: a second derivative may follow
+            present = [g for g in grads if g is not None]
+            it = iter(_NoSecondDerivative.apply(len(anchors), *anchors, *present))
+            grads = tuple(None if g is None else next(it) for g in grads)
+        return (*grads, None)
 
 
 # ---- public entry point -------------------------------------------------------------------------
@@ -459,7 +507,8 @@ def fused_rnn(
     b: [G_t, N, D]; states: [S, B, 1, N, D] initial states or None (zeros). All share one dtype
     (float32, float16, bfloat16) and device. Returns (all_states [S, B, T, N, D], last
     [S, B, 1, N, D]) in that dtype. ``config``: a KernelConfig or a mapping with ``block_b``,
-    ``num_warps``, ``num_stages`` (and optionally ``d_pad``); None asks the tuner
+    ``num_warps``, ``num_stages`` (and optionally ``d_pad``, ``dot_precision``), checked strictly
+    (:func:`tunekit.config_check.check_config`); None asks the tuner
     (:func:`tuned_config`: for the local GPU; for "a100" in the interpreter).
     """
     from tunekit.cells import get_cell
@@ -469,10 +518,15 @@ def fused_rnn(
     batch, _, _, heads, head_dim = Wx.shape
     dtype = _dtype_name(Wx.dtype)
     interpret = _interpreting(Wx.device)
+    tensors = (Wx, R, b, states)
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     if config is None:
         config = tuned_config(declaration.name, batch, heads, head_dim, dtype, interpret=interpret)
     gpu = None if interpret else _device_profile(Wx.device.index)
-    params = launch_params(config, declaration.name, head_dim, dtype, arch=None if gpu is None else gpu.arch)
+    params = launch_params(
+        config, declaration.name, head_dim, dtype, batch=batch, heads=heads, training=training,
+        arch=None if gpu is None else gpu.arch,
+    )  # fmt: skip
     if params.d_pad < kernel_head_dim(head_dim):
         raise ValueError(
             f"config d_pad: got {params.d_pad}, expected >= {kernel_head_dim(head_dim)} for D={head_dim}"

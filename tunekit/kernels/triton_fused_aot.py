@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, render
+from tunekit.constraints.triton_kernel import COMPILE_RULE
 
 # Architectures ptxas is run for, and the profile whose register file sets the cap (every profile
 # has a 64K-register file per block, 255 registers per thread, 256-register warp allocation units).
 ARCH_PROFILES = {80: "a100", 86: "a10", 89: "l4", 90: "h100"}
-# What changes the compiled code besides the source: bump it when compile_options changes.
-COMPILE_RULE = "maxnreg=register_cap;enable_fp_fusion=1;ints-unspecialized;pointers-div16"
 
 
 @dataclass(frozen=True)
@@ -158,3 +157,29 @@ def compile_job(job: CompileJob) -> Compiled:
 
 def job_fields(job: CompileJob) -> dict[str, Any]:
     return asdict(job)
+
+
+def launch_compile_job(config: Any, role: str, gpu: Any, directory: Any) -> tuple[Any, Any]:
+    """(TritonJob, source path) compiling the ``role`` kernel of a triton-fused KernelConfig exactly
+    as a launch on ``gpu`` does: the D it runs with (rows 16-byte aligned), the backward's dot forms
+    for ``gpu.arch``, the fp32 precision, and ``maxnreg`` = the block's register cap. The rendered
+    kernel is written under ``directory`` (for ``tunekit validate --compile``)."""
+    from tunekit.cells import get_cell
+    from tunekit.compilers.triton import TritonJob
+    from tunekit.constraints.triton_kernel import kernel_head_dim, register_cap
+    from tunekit.kernels.triton_fused import kernel_signature, launch_params
+    from tunekit.validation.records import write_source
+
+    p = config.problem
+    params = launch_params(config, p.cell, p.head_dim, p.dtype, batch=p.batch, heads=p.heads,
+                           training=p.direction == "both", arch=gpu.arch)  # fmt: skip
+    source = render(KernelSpec(get_cell(p.cell), role), config)
+    path = write_source(directory, f"{config.name}-{gpu.sm}-{role}", ".py", source)
+    signature, constexprs = kernel_signature(
+        role, p.cell, p.dtype, head_dim=kernel_head_dim(p.head_dim), block_b=params.block_b,
+        d_pad=params.d_pad, dot_precision=params.dot_precision, arch=gpu.arch,
+        num_warps=params.num_warps, r_once=params.r_once,
+    )  # fmt: skip
+    job = TritonJob(str(path), KERNEL_NAMES[role], signature, constexprs, gpu.arch, params.num_warps,
+                    params.num_stages, maxnreg=register_cap(params.num_warps, gpu))  # fmt: skip
+    return job, path

@@ -1,94 +1,23 @@
-"""Ahead-of-time compilation without a GPU: the ptxas log parser, and real compiles for sm_80 / sm_90."""
+"""Triton ahead-of-time compiles without a GPU (tunekit.compilers.triton): real compiles for sm_80 / sm_90."""
 
 from __future__ import annotations
 
 import pytest
 
-from tunekit.aot import SUPPORTED_ARCHS, compile_triton_kernel, parse_ptxas_log, ptxas_for
+from tunekit.compilers import SUPPORTED_ARCHS, CompileCache
+from tunekit.compilers.triton import TritonJob, compile_triton_jobs, compile_triton_kernel, ptxas_for
 
 triton = pytest.importorskip("triton")
 tl = pytest.importorskip("triton.language")
 
-# ---- captured ptxas -v logs (triton 3.9's bundled ptxas 12.9 and ptxas-blackwell 13.4) ----
 
-LOG_SM80 = """\
-ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function 'fused_forward' for 'sm_80'
-ptxas info    : Function properties for fused_forward
-    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
-ptxas info    : Used 72 registers, used 1 barriers, 432 bytes cmem[0]
-ptxas info    : Compile time = 61.170 ms
-"""
-
-LOG_SM80_SPILLS = """\
-ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function 'fused_forward' for 'sm_80'
-ptxas info    : Function properties for fused_forward
-    8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
-ptxas info    : Used 128 registers, used 1 barriers, 8 bytes cumulative stack size, 432 bytes cmem[0]
-ptxas info    : Compile time = 230.199 ms
-"""
-
-LOG_SM90A = """\
-ptxas-blackwell info    : 0 bytes gmem
-ptxas-blackwell info    : Compiling entry function 'fused_forward' for 'sm_90a'
-ptxas-blackwell info    : Function properties for fused_forward
-    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
-ptxas-blackwell info    : Used 72 registers, used 1 barriers
-ptxas-blackwell info    : Compile time = 62.042 ms
-"""
-
-# Two kernels in one file, in the older format with static smem and lmem on the "Used" line.
-LOG_TWO_KERNELS = """\
-ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function 'first' for 'sm_86'
-ptxas info    : Function properties for first
-    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
-ptxas info    : Used 40 registers, 4096 bytes smem, 380 bytes cmem[0]
-ptxas info    : Compiling entry function 'second' for 'sm_86'
-ptxas info    : Function properties for second
-    48 bytes stack frame, 40 bytes spill stores, 36 bytes spill loads
-ptxas info    : Used 255 registers, 64 bytes lmem, 0 bytes smem, 380 bytes cmem[0]
-"""
-
-
-def test_parser_reads_registers_and_no_spills():
-    usage = parse_ptxas_log(LOG_SM80)
-    assert (usage.function, usage.arch, usage.registers) == ("fused_forward", "sm_80", 72)
-    assert (usage.spill_stores_bytes, usage.spill_loads_bytes, usage.local_bytes) == (0, 0, 0)
-
-
-def test_parser_reads_spills_and_stack_frame():
-    usage = parse_ptxas_log(LOG_SM80_SPILLS)
-    assert usage.registers == 128
-    assert (usage.spill_stores_bytes, usage.spill_loads_bytes, usage.stack_frame_bytes) == (4, 4, 8)
-
-
-def test_parser_accepts_the_blackwell_ptxas_prefix_and_sm90a():
-    usage = parse_ptxas_log(LOG_SM90A)
-    assert (usage.arch, usage.registers, usage.static_shared_bytes) == ("sm_90a", 72, 0)
-
-
-def test_parser_picks_the_named_function_and_its_own_lines():
-    first = parse_ptxas_log(LOG_TWO_KERNELS, "first")
-    second = parse_ptxas_log(LOG_TWO_KERNELS, "second")
-    assert (first.registers, first.static_shared_bytes, first.spill_stores_bytes) == (40, 4096, 0)
-    assert (second.registers, second.spill_stores_bytes, second.spill_loads_bytes) == (255, 40, 36)
-    assert second.local_bytes == 64  # lmem (64) exceeds the stack frame (48)
-    assert parse_ptxas_log(LOG_TWO_KERNELS).function == "first"
-
-
-@pytest.mark.parametrize(
-    "text,function,message",
-    [
-        ("ptxas fatal : Unresolved extern function 'f'", None, "Compiling entry function"),
-        (LOG_TWO_KERNELS, "third", "first, second"),
-        ("ptxas info : Compiling entry function 'f' for 'sm_80'\n", None, "Used N registers"),
-    ],
-)
-def test_parser_rejects_logs_without_what_it_needs(text, function, message):
-    with pytest.raises(ValueError, match=message):
-        parse_ptxas_log(text, function)
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory):
+    """tunekit's caches (compile results, rendered sources) in a directory of this module's own."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    patch.undo()
 
 
 def test_sm90_is_assembled_as_sm90a_like_triton_does():
@@ -185,11 +114,46 @@ def test_fresh_compile_and_cache_hit_read_the_same_ptxas_figures(tmp_path, monke
     # Triton) assembles the cached PTX again. Both must report the same registers and spills.
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
     constexprs = {"D": 16, "BLOCK_B": 16}
-    fresh = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2)
-    cached = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2)
+    fresh = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2, cache=False)
+    cached = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 80, num_warps=2, cache=False)
     assert "Compiling entry function 'lstm_like_forward'" in fresh.ptxas_log
     assert (fresh.registers, fresh.spills, fresh.shared_bytes) == (
         cached.registers,
         cached.spills,
         cached.shared_bytes,
     )
+
+
+def test_tunekit_cache_returns_the_same_report_and_rebuilds_a_corrupt_entry(tmp_path):
+    cache = CompileCache(tmp_path / "compile")
+    constexprs = {"D": 16, "BLOCK_B": 16}
+    first = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 90, num_warps=1, cache=cache)
+    again = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 90, num_warps=1, cache=cache)
+    assert not first.cached and again.cached
+    assert (again.registers, again.shared_bytes, again.ptxas_log) == (first.registers, first.shared_bytes,
+                                                                      first.ptxas_log)  # fmt: skip
+    (entry,) = (tmp_path / "compile").glob("*.json")
+    entry.write_bytes(b"\xff not json")
+    rebuilt = compile_triton_kernel(lstm_like_forward, SIGNATURE, constexprs, 90, num_warps=1, cache=cache)
+    assert not rebuilt.cached and rebuilt.registers == first.registers
+    assert compile_triton_kernel(
+        lstm_like_forward, SIGNATURE, constexprs, 90, num_warps=1, cache=cache
+    ).cached
+
+
+def test_jobs_name_kernels_by_file_and_function_and_keep_their_order():
+    jobs = [
+        TritonJob(__file__, "lstm_like_forward", SIGNATURE, {"D": 16, "BLOCK_B": 16}, 80, num_warps=w)
+        for w in (4, 1)
+    ]
+    reports = compile_triton_jobs(jobs, cache=False)
+    assert [(r.kernel, r.num_warps) for r in reports] == [("lstm_like_forward", 4), ("lstm_like_forward", 1)]
+    with pytest.raises(ValueError, match="num_warps"):
+        compile_triton_jobs([TritonJob(__file__, "lstm_like_forward", SIGNATURE, {}, 80, num_warps=5)])
+
+
+def test_aot_is_a_thin_re_export_of_the_compilers_package():
+    import tunekit.aot as aot
+    import tunekit.compilers.triton as home
+
+    assert aot.compile_triton_kernel is home.compile_triton_kernel and aot.CompileReport is home.CompileReport
