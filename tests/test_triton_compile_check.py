@@ -29,7 +29,7 @@ from tunekit.bench.triton_check import (
 )
 from tunekit.constraints.triton_fused import kernel_resources
 from tunekit.constraints.triton_kernel import class_head_dim, register_cap
-from tunekit.constraints.triton_registers import _table, group_key, input_fingerprint
+from tunekit.constraints.triton_registers import _table, bound_margin, group_key, input_fingerprint
 from tunekit.hardware import load_profile
 from tunekit.kernels.triton_fused_aot import ARCH_PROFILES, Compiled, kernel_source_hash
 
@@ -127,6 +127,23 @@ def test_the_model_refuses_every_point_the_table_records_as_spilling():
             else:
                 assert int(regs) == registers, f"{key} {point}: the model reads {regs}, ptxas {registers}"
     assert refused > 0  # the loop found spills to refuse
+
+
+def test_the_bound_with_its_margin_covers_every_clean_measurement():
+    # where the table has no point, the model reads the bound plus the kernel's margin: on every clean
+    # point ptxas was asked about, that is at least what ptxas used
+    table = _table()
+    for key, rows in table["groups"].items():
+        cell, role, dtype, sm, dp, kind = key.split("/")
+        arch, d_pad = int(sm.removeprefix("sm")), int(dp.removeprefix("dp"))
+        gpu = load_profile(ARCH_PROFILES[arch])
+        for bb, w, st, ro, registers, spill, _ in rows:
+            if registers < 0 or spill:
+                continue
+            point = {"block_b": bb, "num_warps": w, "num_stages": st, "r_once": ro}
+            bound, _ = kernel_resources(cell, role, dtype, class_head_dim(d_pad, kind == "full"), point, gpu,
+                                        use_table=False)  # fmt: skip
+            assert int(bound) + bound_margin(cell, role) >= registers, f"{key} {point}"
 
 
 @pytest.mark.parametrize("problem", TARGETS, ids=lambda p: f"{p.cell}-{p.dtype}-D{p.head_dim}-{p.direction}")

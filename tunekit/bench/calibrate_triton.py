@@ -54,8 +54,7 @@ def _reset_model_caches() -> None:
     """The model reads the table once per process: re-read it after writing a new one."""
     from tunekit.constraints import triton_registers
 
-    triton_registers._table.cache_clear()
-    triton_registers.measured.cache_clear()
+    triton_registers.reload()
 
 
 def _in_scope(group: object, scope: str) -> bool:
@@ -109,6 +108,9 @@ def run(
             _reset_model_caches()
             paths.append(table_path)
         if "picks" in steps:
+            # every compile of the current kernels the cache holds (earlier checks' refused samples,
+            # reach studies) is a measurement too
+            triton_picks.record(triton_picks.cached_results(runner.cache_results()), table_path)
             seeds = triton_picks.seed_jobs()
             triton_picks.record(zip(seeds, runner.compile_all(seeds, progress), strict=True), table_path)
             pairs = [(p, g) for g in triton_check.CHECK_GPUS for p in triton_check.CHECK_PROBLEMS]

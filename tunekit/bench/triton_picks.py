@@ -79,8 +79,7 @@ def record(results: Iterable[tuple[CompileJob, Compiled]], path: Path = DEFAULT_
 def _reset_model_caches() -> None:
     from tunekit.constraints import triton_registers
 
-    triton_registers._table.cache_clear()
-    triton_registers.measured.cache_clear()
+    triton_registers.reload()
 
 
 def close_loop(
@@ -197,3 +196,11 @@ def reach_pairs(gpus: Sequence[str]) -> list[tuple[Problem, str]]:
         for direction in USES.values()
         for d in CLASS_HEAD_DIMS
     ]
+
+
+def cached_results(cache: dict[str, Compiled]) -> list[tuple[CompileJob, Compiled]]:
+    """The cache's results of the kernels as they render now (others were compiled from older code)."""
+    from tunekit.bench.triton_check import parse_key
+
+    pairs = ((parse_key(key), result) for key, result in cache.items())
+    return [(job, result) for job, result in pairs if job.key in cache and not result.error]

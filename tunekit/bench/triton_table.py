@@ -96,6 +96,7 @@ def table_lines(kernels: dict[str, str], groups: dict[str, list[list[int]]]) -> 
     # the inputs each kernel was rendered from (tunekit.constraints.triton_registers.input_fingerprint)
     fingerprints = {k: input_fingerprint(*k.split("/")) for k in sorted(kernels)}
     lines.append(f'"fingerprints": {json.dumps(fingerprints)},')
+    lines.append(f'"bound_margins": {json.dumps(bound_margins(groups))},')
     lines.append('"groups": {')
     items = sorted(groups.items())
     lines += [f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}," for k, v in items]
@@ -111,3 +112,26 @@ def _current(kernel: str, recorded: str) -> bool:
         return kernel_source_hash(*kernel.split("/")) == recorded
     except (KeyError, ValueError):  # a cell that is no longer registered
         return False
+
+
+def bound_margins(groups: dict[str, list[list[int]]]) -> dict[str, int]:
+    """Per kernel (cell/role): how far the conservative bound fell below ptxas's registers on its
+    clean measured points (0 where it never did), the margin the model adds where it has no
+    measurement (tunekit.constraints.triton_registers.bound_margin)."""
+    from tunekit.constraints.triton_fused import kernel_resources
+    from tunekit.constraints.triton_kernel import class_head_dim
+
+    margins: dict[str, int] = {}
+    for key, rows in groups.items():
+        cell, role, dtype, sm, dp, kind = key.split("/")
+        arch, d_pad = int(sm.removeprefix("sm")), int(dp.removeprefix("dp"))
+        gpu = load_profile(ARCH_PROFILES[arch])
+        d_run = class_head_dim(d_pad, kind == "full")
+        kernel = f"{cell}/{role}"
+        for bb, w, st, ro, registers, spill, _ in rows:
+            if registers < 0 or spill:
+                continue
+            point = {"block_b": bb, "num_warps": w, "num_stages": st, "r_once": ro}
+            bound, _ = kernel_resources(cell, role, dtype, d_run, point, gpu, use_table=False)
+            margins[kernel] = max(margins.get(kernel, 0), registers - int(bound))
+    return dict(sorted(margins.items()))

@@ -23,7 +23,7 @@ from tunekit.cells import get_cell
 from tunekit.constraints import Space
 from tunekit.constraints.occupancy import Limits, add_block_limits, add_co_residency
 from tunekit.constraints.triton_kernel import kernel_head_dim, register_cap
-from tunekit.constraints.triton_registers import measured, override
+from tunekit.constraints.triton_registers import bound_margin, measured, override
 from tunekit.constraints.triton_resources import (
     DTYPE_BYTES_OF,
     IntLike,
@@ -113,7 +113,8 @@ def kernel_resources(
     use_table: bool = True,
 ) -> tuple[IntLike, IntLike]:
     """(registers per thread, shared bytes) of one kernel: measured where the table has the point,
-    else the bound and the formula. ``variables`` maps block_b, num_warps, num_stages, r_once to
+    else the bound (plus the kernel's margin, :func:`tunekit.constraints.triton_registers.bound_margin`)
+    and the formula. ``variables`` maps block_b, num_warps, num_stages, r_once to
     solver variables or ints; ``d_run`` is the D the kernel runs with (kernel_head_dim);
     ``use_table`` False gives the formulas alone."""
     cell = get_cell(cell_name)
@@ -125,7 +126,12 @@ def kernel_resources(
     extra = {"grad_states": len(cell.states) - len(cell.no_grad_states), "w_gates": len(cell.w_gates)}
     shared = triton_fused_shared_bytes(*args, arch=gpu.arch, r_once=form, **extra)
     regs = triton_fused_registers_per_thread(*args)
-    entries = measured(cell_name, role, dtype, gpu.arch, tile, d_run == tile) if use_table else ()
+    if not use_table:
+        return regs, shared
+    # where ptxas has not been asked: the bound plus how far it fell below ptxas on this kernel
+    margin = bound_margin(cell_name, role)
+    regs = regs + margin
+    entries = measured(cell_name, role, dtype, gpu.arch, tile, d_run == tile)
     if not entries:
         return regs, shared
     shared_at, regs_at = {}, {}
@@ -140,7 +146,8 @@ def kernel_resources(
         if e.shared:
             shared_at[e.point] = (int(was_shared), e.shared)
         # a spilling configuration reads one register over its cap
-        regs_at[e.point] = (int(was_regs), register_cap(e.num_warps, gpu) + 1 if e.spills else e.registers)
+        value = register_cap(e.num_warps, gpu) + 1 if e.spills else e.registers
+        regs_at[e.point] = (int(was_regs) + margin, value)
     with_form = role == "backward"
     return override(regs, regs_at, v, with_form), override(shared, shared_at, v, with_form)
 

@@ -148,10 +148,35 @@ def entries_of(
     return tuple(Measured(*row) for row in rows)
 
 
+# The bound's margin for a kernel the table does not describe (a stale entry, a user's cell): the
+# largest shortfall of the bound below ptxas on any clean compile of the built-in kernels (an sLSTM
+# forward, Triton 3.9, reports/triton_tuned_check.json "bound_vs_ptxas")
+DEFAULT_BOUND_MARGIN = 80
+
+
+@functools.cache
+def bound_margin(cell: str, role: str) -> int:
+    """Registers added to the conservative bound of ``cell``'s ``role`` kernel where the table has no
+    measurement: how far the bound fell below ptxas on the kernel's clean measured points (recorded
+    in the table by ``tunekit bench calibrate-triton``), DEFAULT_BOUND_MARGIN without them."""
+    table = _table()
+    margin = table.get("bound_margins", {}).get(f"{cell}/{role}")
+    if margin is None or not is_current(table, cell, role):
+        return DEFAULT_BOUND_MARGIN
+    return int(margin)
+
+
 @functools.cache
 def measured(cell: str, role: str, dtype: str, arch: int, d_pad: int, full: bool) -> tuple[Measured, ...]:
     """The package table's entries (:func:`entries_of`), read once per process."""
     return entries_of(_table(), cell, role, dtype, arch, d_pad, full)
+
+
+def reload() -> None:
+    """Forget what was read from the table (after ``tunekit bench calibrate-triton`` rewrote it)."""
+    _table.cache_clear()
+    measured.cache_clear()
+    bound_margin.cache_clear()
 
 
 def equals_pow2(x: IntLike, value: int) -> IntLike:
