@@ -1,6 +1,7 @@
 """``tunekit validate``: tables and a JSON list, exit code 1 on a failed check, 2 on bad usage; the
-tuner's top configurations compiled for triton-fused and (through a fake CudaFamily with a real
-kernel) for the CUDA families."""
+kernel families' numerics on the CPU (Triton's interpreter; the CUDA families in tunekit's
+emulator); the tuner's top configurations compiled for triton-fused and (through a fake CudaFamily
+with a real kernel) for the CUDA families."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import tunekit.kernels
 from tunekit import validation
 from tunekit.cli import main
 from tunekit.cli.validate import parse_archs
+from tunekit.cuda import EMULATOR_ENV
 from tunekit.hardware import load_profile
 
 
@@ -25,6 +27,12 @@ def private_cache(tmp_path_factory):
     patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def emulator_off(monkeypatch):
+    """The CUDA emulator starts off in each test; what the command turns on is undone after it."""
+    monkeypatch.setenv(EMULATOR_ENV, "0")
 
 
 def run(*args: str):
@@ -66,7 +74,7 @@ def test_a_failed_check_exits_1(monkeypatch):
         (("--cell", "lsmt"), "lsmt"),
         (("--backend", "cuda-fast"), "--backend: got 'cuda-fast', expected one of reference, triton-fused"),
         (("--compile", "sm_80"), "--compile: checks kernels; pick --backend"),
-        (("--backend", "cuda-fused"), "--backend cuda-fused: validate checks CUDA kernels' compiles"),
+        (("--backend", "cuda-fused", "--tool", "nvcc"), "--tool: chooses the compiler of --compile"),
         (("--head-dim", "64"), "--head-dim: describe the problem whose tuned kernels --compile checks"),
         (("--gpu", "a100", "--backend", "triton-fused"), "--gpu: describe the problem"),
         (
@@ -84,7 +92,7 @@ def test_a_failed_check_exits_1(monkeypatch):
         "cell",
         "backend",
         "reference-compile",
-        "cuda-numeric",
+        "cuda-tool-alone",
         "problem-alone",
         "gpu-alone",
         "gpu-other-arch",
@@ -119,6 +127,39 @@ def test_triton_fused_backend_runs_in_the_interpreter_and_says_so():
     assert result.exit_code == 0, result.output
     assert "TRITON_INTERPRET=1" in objects(result, "note")[0]["text"]
     assert objects(result, "numeric")[-1]["name"] == "elman fp32: d initial states"
+
+
+@pytest.mark.parametrize(
+    "backend, cell, already_on, gpu",
+    [("cuda-fused", "gru", False, "h100-sxm5-80gb"), ("cuda-alternating", "lstm", True, "a100-sxm4-80gb")],
+)
+def test_cuda_backends_run_their_numerics_in_the_emulator_and_say_so(
+    monkeypatch, backend, cell, already_on, gpu
+):
+    if already_on:
+        monkeypatch.setenv(EMULATOR_ENV, "1")
+    args = ("--backend", backend, "--cell", cell) + (("--gpu", "a100") if gpu.startswith("a100") else ())
+    result = run(*args, "--json")  # without --gpu: tuned for h100
+    assert result.exit_code == 0, result.output
+    (note,) = objects(result, "note")
+    said = "was already set" if already_on else "set TUNEKIT_CUDA_EMULATOR=1 for this process"
+    assert said in note["text"] and "CPU emulator" in note["text"]
+    checks = objects(result, "numeric")
+    whats = ("all states", "final states", "d Wx", "d R", "d b", "d initial states")
+    assert [c["name"] for c in checks] == [
+        f"{backend} {cell} {t}: {w}" for t in ("fp32", "bf16") for w in whats
+    ]
+    assert all(c["passed"] and 0 < c["max_error"] < c["tolerance"] for c in checks), checks
+    table = run(*args)
+    assert table.exit_code == 0 and f"{backend} (CPU emulator, tuned for {gpu}, B=3 T=5" in table.output
+
+
+def test_a_cuda_kernel_outside_its_tolerance_fails_with_exit_1(monkeypatch):
+    monkeypatch.setitem(validation.EMULATOR_TOL, "float32", (1e-9, 0.0))  # tf32 products miss this
+    result = run("--backend", "cuda-fused", "--cell", "elman", "--json")
+    assert result.exit_code == 1, result.output
+    failed = {c["name"] for c in objects(result, "numeric") if not c["passed"]}
+    assert "cuda-fused elman fp32: all states" in failed and not any("bf16" in name for name in failed)
 
 
 def test_an_explicit_problem_without_configurations_exits_1_with_the_reason():
@@ -167,8 +208,10 @@ def test_triton_fused_top_configuration_compiles_for_two_archs_with_the_cuda_jso
 
 @pytest.fixture
 def fake_family(monkeypatch):
-    """cuda-alternating's kernels come from tests/fake_cuda_family.py (a real tk_cuda.cuh kernel)."""
+    """cuda-alternating's kernels come from tests/fake_cuda_family.py (a real tk_cuda.cuh kernel, no
+    recurrence: the emulator numerics, checked above, are left out)."""
     monkeypatch.setitem(tunekit.kernels.CUDA_FAMILIES, "cuda-alternating", "fake_cuda_family")
+    monkeypatch.setattr(validation, "validate_emulator", lambda *args, **kwargs: [])
     return fake_cuda_family
 
 

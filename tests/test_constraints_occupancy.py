@@ -16,6 +16,7 @@ from tunekit.constraints.occupancy import (
     blocks_per_sm,
     mma_shape,
     register_alloc_per_block,
+    register_budget,
     shared_alloc_per_block,
 )
 from tunekit.hardware import list_profiles, load_profile
@@ -29,7 +30,12 @@ def plain_blocks_per_sm(gpu, threads: int, regs: int, smem: int) -> int:
     """Resident blocks per SM, as the occupancy calculator computes it."""
     warps = -(-threads // gpu.warp_size)
     regs_per_warp = -(-(regs * gpu.warp_size) // gpu.register_allocation_unit) * gpu.register_allocation_unit
-    warps_by_regs = gpu.registers_per_sm // regs_per_warp  # whole warps the register file holds
+    # cuda_occupancy.h, cudaOccMaxBlocksPerSMRegsLimit: registers are allocated in each of 4
+    # sub-partitions; warps per SM = warps per sub-partition x 4 (96 registers: 20 warps, not 21)
+    warps_by_regs = (gpu.registers_per_sm // 4 // regs_per_warp) * 4
+    # the hardware's per-block check counts the warps rounded up to a multiple of 4
+    if regs_per_warp * (-(-warps // 4) * 4) > gpu.registers_per_block:
+        return 0
     by_regs = warps_by_regs // warps
     smem_alloc = -(-smem // gpu.shared_memory_allocation_unit) * gpu.shared_memory_allocation_unit
     by_smem = gpu.shared_memory_per_sm // (smem_alloc + gpu.shared_memory_reserved_per_block)
@@ -47,7 +53,7 @@ def plain_fits(gpu, resources: dict[str, int], *, cooperative: bool) -> bool:
         threads % gpu.warp_size == 0
         and 0 < threads <= gpu.max_threads_per_block
         and regs <= gpu.max_registers_per_thread
-        and warps * regs_per_warp <= gpu.registers_per_block
+        and -(-warps // 4) * 4 * regs_per_warp <= gpu.registers_per_block
         and smem <= gpu.shared_memory_per_block_optin
         and plain_blocks_per_sm(gpu, threads, regs, smem) >= 1
     )
@@ -78,6 +84,18 @@ def test_allocation_granularity_of_registers_and_shared_memory():
     assert shared_alloc_per_block(129, a100) == 256 + 1024
     # one block using the whole opt-in limit fills the SM
     assert blocks_per_sm(1, 32, a100.shared_memory_per_block_optin, a100) == 1
+
+
+def test_registers_are_counted_per_sub_partition_as_cuda_occupancy_h_does():
+    a100 = load_profile("a100")
+    # 96 registers = 3,072 a warp: 5 warps in each 16K sub-partition, 20 an SM (65,536 / 3,072 = 21)
+    assert blocks_per_sm(1, 96, 0, a100) == 20
+    # 10 warps of 200 registers (6,400 a warp): 2 a sub-partition, so no 10-warp block fits,
+    # although 10 x 6,400 = 64,000 <= 65,536
+    assert blocks_per_sm(10, 200, 0, a100) == 0
+    # the per-block check rounds 5 warps up to 8: 8 x 6,400 = 51,200
+    assert register_alloc_per_block(200, 5, a100) == 51_200
+    assert register_budget(10, 1, a100) == 168  # 16,384 / 3 -> 5,376 a warp
 
 
 @pytest.mark.parametrize(

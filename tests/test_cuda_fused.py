@@ -71,7 +71,7 @@ CASES = [
     ("slstm", "float16", 17, 2, 48, "tiny3", "span"),
     ("slstm", "bfloat16", 7, 1, 64, "tiny4", "rows"),
     ("slstm", "float32", 5, 1, 57, "tiny8", "ksplit"),
-    ("elman", "float32", 11, 1, 80, "tiny8", "ksplit"),
+    ("elman", "float32", 11, 1, 104, "tiny8", "ksplit"),
     ("elman", "bfloat16", 17, 2, 64, "tiny3", "span"),
     ("elman", "float16", 5, 1, 47, "tiny4", "rows"),
 ]
@@ -157,6 +157,17 @@ def test_initial_states_are_not_modified_and_default_to_zero():
     zeros, _ = cuda_fused.fused_rnn(wx, r, b, torch.zeros_like(s0), cell="lstm", config=config, gpu=gpu)
     none, _ = cuda_fused.fused_rnn(wx, r, b, None, cell="lstm", config=config, gpu=gpu)
     assert torch.equal(zeros, none)
+
+
+def test_the_runtime_renders_each_kernel_program_once_per_configuration(monkeypatch):
+    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    config = pick(Problem("elman", 3, 1, 24, "float32", "forward"), gpu, "rows")
+    wx, r, b, _ = inputs("elman", 3, 1, 24, 2, "float32")
+    first, _ = cuda_fused.fused_rnn(wx, r, b, cell="elman", config=config, gpu=gpu)
+    renders = []
+    monkeypatch.setattr(cuda_fused, "program", lambda *a: renders.append(a) or pytest.fail("re-rendered"))
+    again, _ = cuda_fused.fused_rnn(wx, r, b, cell="elman", config=config, gpu=gpu)
+    assert renders == [] and torch.equal(first, again)
 
 
 def test_a_configuration_for_another_shape_is_refused_before_anything_runs():

@@ -55,7 +55,7 @@ def _tree(folder) -> dict[str, bytes]:
 )
 def test_package_runs_without_tunekit_and_matches_the_reference(tmp_path, cell, dtype, direction, head_dim):
     out = tmp_path / "kernels"
-    generated = generate(_problem(cell, dtype, direction, head_dim), "a100", out)
+    generated = generate(_problem(cell, dtype, direction, head_dim), "a100", out, backend="triton-fused")
     assert generated.choice.family == "triton-fused"
     case = make_case(cell, B=3, T=5, N=2, D=head_dim, dtype=DTYPES[dtype])
     backward = direction == "both"
@@ -83,11 +83,13 @@ def test_package_runs_without_tunekit_and_matches_the_reference(tmp_path, cell, 
 
 def test_generating_twice_gives_identical_bytes(tmp_path):
     problem = _problem("lstm", "float16", "both", 24)
-    first = generate(problem, "h100", tmp_path / "a")
-    second = generate(problem, "h100", tmp_path / "b")
+    first = generate(problem, "h100", tmp_path / "a", backend="triton-fused")
+    second = generate(problem, "h100", tmp_path / "b", backend="triton-fused")
     assert first.files == second.files
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
-    assert package_files(choose(problem, "h100")) == _tree(tmp_path / "a")  # and in memory too
+    assert package_files(choose(problem, "h100", backend="triton-fused")) == _tree(
+        tmp_path / "a"
+    )  # and in memory too
     names = set(_tree(tmp_path / "a"))
     assert names == {
         "README.md", "__init__.py", "_config.py", "_layer.py", "_runtime.py",
@@ -100,7 +102,7 @@ def test_generating_twice_gives_identical_bytes(tmp_path):
 
 
 def test_package_sources_never_import_tunekit(tmp_path):
-    generate(_problem("elman", "float32", "both", 20), "a100", tmp_path / "pkg")
+    generate(_problem("elman", "float32", "both", 20), "a100", tmp_path / "pkg", backend="triton-fused")
     for path in (tmp_path / "pkg").glob("*.py"):
         text = path.read_text()
         assert "import tunekit" not in text and "from tunekit" not in text, path.name
@@ -120,24 +122,24 @@ def test_a_non_empty_folder_that_is_not_a_package_is_refused_untouched(tmp_path)
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(PackageError, match="not empty and not a tunekit package"):
-        generate(_problem(), "a100", out)
+        generate(_problem(), "a100", out, backend="triton-fused")
     assert _tree(out) == {"notes.txt": b"keep me"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary sibling left
 
 
 def test_a_previous_package_is_replaced_but_not_one_holding_foreign_files(tmp_path):
     out = tmp_path / "pkg"
-    generate(_problem(head_dim=24), "a100", out)
+    generate(_problem(head_dim=24), "a100", out, backend="triton-fused")
     (out / "__pycache__").mkdir()
     (out / "__pycache__" / "_config.cpython-311.pyc").write_bytes(b"\0")  # what importing leaves
-    replaced = generate(_problem(head_dim=20), "a100", out)
+    replaced = generate(_problem(head_dim=20), "a100", out, backend="triton-fused")
     assert replaced.replaced and "D20" in replaced.choice.config.name
     assert _tree(out) == package_files(replaced.choice)
     assert not (out / "__pycache__").exists()
 
     (out / "my_helper.py").write_text("x = 1\n")
     with pytest.raises(PackageError, match=r"files it did not write \(my_helper.py\)"):
-        generate(_problem(head_dim=24), "a100", out)
+        generate(_problem(head_dim=24), "a100", out, backend="triton-fused")
     assert (out / "my_helper.py").read_text() == "x = 1\n" and "D20" in (out / "_config.py").read_text()
 
 
@@ -145,7 +147,7 @@ def test_a_crash_while_writing_keeps_the_previous_package_whole(tmp_path, monkey
     import tunekit.generate_tree as tree
 
     out = tmp_path / "pkg"
-    generate(_problem(head_dim=24), "a100", out)
+    generate(_problem(head_dim=24), "a100", out, backend="triton-fused")
     before = _tree(out)
     real_open = open
     written = []
@@ -159,14 +161,14 @@ def test_a_crash_while_writing_keeps_the_previous_package_whole(tmp_path, monkey
 
     monkeypatch.setattr(tree, "open", crash_on_third_file, raising=False)
     with pytest.raises(OSError, match="No space left"):
-        generate(_problem(head_dim=20), "a100", out)
+        generate(_problem(head_dim=20), "a100", out, backend="triton-fused")
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # the staging folder is gone
 
 
 def test_tunekit_load_runs_the_package_and_refuses_an_edited_one(tmp_path):
     out = tmp_path / "my-kernels"  # not an identifier: load() does not need one
-    generate(_problem("lstm", "float32", "forward", 24), "a100", out)
+    generate(_problem("lstm", "float32", "forward", 24), "a100", out, backend="triton-fused")
     package = tunekit.load(out)
     assert tunekit.load(out) is package
     assert package.FAMILY == "triton-fused" and package.PROBLEM["head_dim"] == 24
@@ -199,16 +201,15 @@ def test_bad_requests_say_what_is_wrong():
         choose(_problem("lstm", "float32", "both", 512), "a100", backend="triton-fused")
 
 
-@pytest.mark.skipif(
-    generatable_families() != ("triton-fused",),
-    reason="this tunekit packages its CUDA families (tests/test_generate_cuda.py covers them)",
-)
 def test_a_family_that_cannot_be_packaged_is_named_not_silently_replaced(monkeypatch):
     import tunekit.kernels.cuda_fused as fused
 
-    monkeypatch.delattr(fused, "package_runtime", raising=False)
+    assert set(generatable_families()) == {"triton-fused", "cuda-fused", "cuda-alternating"}
+    monkeypatch.delattr(fused, "package_runtime")
+    assert "cuda-fused" not in generatable_families()
     with pytest.raises(ValueError, match="cuda-fused kernels exist but cannot be packaged"):
         choose(_problem(), "a100", backend="cuda-fused")
+    assert "cuda-fused kernels exist but cannot be packaged" in choose(_problem(), "a100").reason
 
 
 def test_the_cli_writes_a_package_and_reports_errors_in_one_line(tmp_path):
@@ -218,7 +219,8 @@ def test_the_cli_writes_a_package_and_reports_errors_in_one_line(tmp_path):
 
     runner = CliRunner()
     args = (
-        "generate --gpu a100 --cell elman --head-dim 20 --heads 2 --batch 3 --dtype float32 --direction both"
+        "generate --gpu a100 --backend triton-fused --cell elman --head-dim 20 --heads 2 --batch 3 "
+        "--dtype float32 --direction both"
     )
     args = args.split()
     done = runner.invoke(main, [*args, "--out", str(tmp_path / "pkg")])
@@ -236,7 +238,7 @@ def test_the_cli_writes_a_package_and_reports_errors_in_one_line(tmp_path):
 
 
 def test_generated_python_is_lint_clean(tmp_path):
-    generate(_problem("lstm", "float16", "both", 24), "a100", tmp_path / "pkg")
+    generate(_problem("lstm", "float16", "both", 24), "a100", tmp_path / "pkg", backend="triton-fused")
     lint = [
         "-m",
         "ruff",
@@ -262,12 +264,14 @@ def test_a_measured_record_in_the_database_is_what_gets_packaged(tmp_path, tunin
 
     problem = _problem("gru", "float32", "forward", 24)
     candidates = ranked(problem, "a100", backend="triton-fused")
-    assert choose(problem, "a100").config == candidates[0][0]  # the model's best, tier predicted
+    assert (
+        choose(problem, "a100", backend="triton-fused").config == candidates[0][0]
+    )  # the model's best, tier predicted
     slower_in_the_model, record = candidates[1]
     with TuningDB(tuning_db) as db:
         db.record_run([r for _, r in candidates], "test")
         db.write([measured(record, [3.0, 3.1, 2.9]), measured(candidates[0][1], [5.0, 5.2, 5.1])])
-    generated = generate(problem, "a100", tmp_path / "pkg")
+    generated = generate(problem, "a100", tmp_path / "pkg")  # auto: a measured record beats any model
     assert generated.choice.config == slower_in_the_model and generated.choice.tier == "measured"
     readme = (tmp_path / "pkg" / "README.md").read_text()
     assert "Tier: **measured**" in readme and "median 3 µs per step over 3 runs" in readme

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from tunekit.constraints import Space
-from tunekit.constraints.occupancy import mma_shape, tensor_dtype
+from tunekit.constraints.occupancy import SUB_PARTITIONS, mma_shape, tensor_dtype
 
 __all__ = [
     "CONSTANTS_ENV",
@@ -170,10 +170,8 @@ def active_constants() -> CostConstants:
     return load_constants(constants_source())
 
 
-# Hardware facts (not fitted):
-# - an SM has 4 scheduler sub-partitions, each with its own tensor cores: fewer than 4 resident
-#   warps leave some idle (NVIDIA Ampere/Hopper architecture whitepapers: 4 SMSPs per SM).
-SUB_PARTITIONS = 4
+# Hardware facts (not fitted): an SM's 4 sub-partitions (occupancy.SUB_PARTITIONS) each have their
+# own scheduler and tensor cores: fewer than 4 resident warps leave some idle.
 TILE_BYTES = 512  # one 16x16 bf16 (16x8 tf32) mma A tile
 
 

@@ -28,6 +28,7 @@ import tunekit
 from tunekit.generate_package import MANIFEST, check_replaceable, manifest_bytes, package_name
 from tunekit.generate_tree import write_tree
 from tunekit.hardware import GPUProfile, load_profile
+from tunekit.kernels.host import literal
 from tunekit.problem import FAMILIES, KernelConfig, Problem
 
 __all__ = ["Choice", "Generated", "choose", "generatable_families", "generate", "package_files"]
@@ -241,20 +242,6 @@ def choose(problem: Problem, gpu: str | GPUProfile, backend: str = "auto", *, db
 
 
 # ---- rendering ----------------------------------------------------------------------------------
-
-
-def literal(value: Any) -> str:
-    """``value`` as Python source, deterministically (dict keys sorted; tuples stay tuples)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{literal(k)}: {literal(value[k])}" for k in sorted(value)) + "}"
-    if isinstance(value, tuple):
-        items = [literal(v) for v in value]
-        return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
-    if isinstance(value, list):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
-    raise ValueError(f"value: got {type(value).__name__}, expected None, a number, a string or a container")
 
 
 def _readable(value: Any) -> str:

@@ -5,11 +5,14 @@ tunekit's own runtime launches):
 
 * ``programs(config)``, ``launch_dims(config, entry)``: the :class:`tunekit.cuda.CudaProgram`\\ s
   and each entry's launch shape (the :class:`tunekit.kernels.CudaFamily` protocol);
-* ``package_runtime(config, context) -> str``: the source of the package's ``_runtime.py``, rendered
-  from the family's own template. It defines ``rnn(Wx, R, b, states=None)``, imports only torch and
-  the package's ``_config`` and ``_cuda`` modules, and launches through ``_cuda.launch(entry,
-  args)``. ``context`` is the package's template context (problem, cell, configuration, literals).
-  A family module without it is named as one this tunekit cannot package yet.
+* ``package_runtime(config, context) -> str | Mapping[str, str]``: the source of the package's
+  ``_runtime.py``, rendered from the family's own templates, or a mapping of module files (top
+  level, ``.py``) to sources that holds ``_runtime.py`` (the real families add ``_host.py``: the host
+  code tunekit's own runtime runs, :mod:`tunekit.kernels.host`). ``_runtime.py`` defines ``rnn(Wx,
+  R, b, states=None)``; the modules import only torch and the package's own modules, and launch
+  through ``_cuda.launch(entry, args)``. ``context`` is the package's template context (problem,
+  cell, configuration, literals). A family module without it is named as one this tunekit cannot
+  package yet.
 
 The package gets ``cuda/<program>.cu`` (the source, kept for rebuilding), ``cuda/tk_cuda.cuh``
 (the primitives header; its emulator branch is only taken by a host compiler, which the package
@@ -21,6 +24,7 @@ architecture, and launches on torch's current stream).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,8 @@ __all__ = ["PACKAGE_RUNTIME", "CudaVariant", "packaging_gap"]
 # the function a CUDA family module defines to be packaged (see the module docstring)
 PACKAGE_RUNTIME = "package_runtime"
 HEADER = "tk_cuda.cuh"
+# the package's own files, which a family's runtime modules may not replace
+RESERVED = ("__init__.py", "_config.py", "_layer.py", "_cuda.py", "README.md")
 
 
 def packaging_gap(family: str) -> str | None:
@@ -112,11 +118,19 @@ class CudaVariant:
         from tunekit.codegen import render_template
 
         runtime = getattr(self.module, PACKAGE_RUNTIME)(context["choice"].config, context)
-        if not isinstance(runtime, str) or "def rnn(" not in runtime:
+        modules = {"_runtime.py": runtime} if isinstance(runtime, str) else runtime
+        bad = not isinstance(modules, Mapping) or not all(isinstance(v, str) for v in modules.values())
+        if bad or "def rnn(" not in modules.get("_runtime.py", ""):
             raise ValueError(
-                f"{self.family}: {PACKAGE_RUNTIME} must return the source of a module defining rnn"
+                f"{self.family}: {PACKAGE_RUNTIME} must return the source of _runtime.py (defining rnn), "
+                "or a mapping of module files to sources that holds it"
             )
-        return {
-            "_cuda.py": render_template("generate/cuda_launcher.py.j2", context).encode("utf-8"),
-            "_runtime.py": runtime.encode("utf-8"),
-        }
+        files = {}
+        for path, text in modules.items():
+            if path in RESERVED or not path.endswith(".py") or "/" in path:
+                raise ValueError(
+                    f"{self.family}: {PACKAGE_RUNTIME} returned {path!r}, expected a new module file"
+                )
+            files[check_relative_path(path)] = text.encode("utf-8")
+        files["_cuda.py"] = render_template("generate/cuda_launcher.py.j2", context).encode("utf-8")
+        return files

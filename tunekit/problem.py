@@ -15,12 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunekit.cells import get_cell
+from tunekit.dtypes import DTYPE_BYTES, DTYPE_SHORT
 
 __all__ = ["DIRECTIONS", "DTYPE_BYTES", "FAMILIES", "KernelConfig", "Problem"]
 
-# Bytes per element of the stored dtype (R, Wx, states).
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
-DTYPE_SHORT: dict[str, str] = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DIRECTIONS: dict[str, str] = {"forward": "fwd", "backward": "bwd", "both": "both"}
 FAMILIES: tuple[str, ...] = ("triton-fused", "cuda-alternating", "cuda-fused")
 

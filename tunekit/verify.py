@@ -8,7 +8,7 @@ A :class:`Verifier` turns one configuration into a :class:`VerifyResult`. Two ar
   of each direction's kernel, ptxas's registers and spills, Triton's ``metadata.shared``;
 * :class:`CudaVerifier` (cuda-alternating, cuda-fused): the family's programs from
   ``tunekit.kernels.cuda_family(name)`` (the CudaFamily protocol) compiled by
-  ``nvcc -cubin -Xptxas -v``, parsed by ``tunekit.aot.parse_ptxas_log``, plus the dynamic shared
+  ``nvcc -cubin -Xptxas -v``, parsed by ``tunekit.compilers.ptxas.parse_ptxas_log``, plus the dynamic shared
   memory of ``launch_dims``. A family whose kernels module does not exist yet is ``unavailable``:
   nothing is compiled and nothing is recorded for it.
 
@@ -207,7 +207,7 @@ class TritonVerifier:
         self._cache.update(zip(jobs, reports, strict=True))
 
     def verify(self, config: Any, gpu: Any) -> VerifyResult:
-        from tunekit.aot import SUPPORTED_ARCHS
+        from tunekit.compilers.build import SUPPORTED_ARCHS
         from tunekit.validation import compile_kernels, predict
 
         start = time.perf_counter()

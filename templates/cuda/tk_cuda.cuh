@@ -30,6 +30,11 @@
 // __launch_bounds__(threads per block, min resident blocks per SM): ptxas then keeps registers
 // per thread <= 64K / (threads * blocks), the budget the constraint model derived
 #define TK_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+// __maxnreg__(n) (CUDA C++ Programming Guide, "Maximum Number of Registers per Thread"): ptxas gives
+// this kernel at most n registers per thread (it spills rather than exceed them, which the compile
+// checks catch): for a bound the constraint model derived rather than one implied by a block size.
+// nvcc 13.0 refuses __launch_bounds__ and __maxnreg__ on the same kernel: use one of the two.
+#define TK_MAX_REGISTERS(n) __maxnreg__(n)
 #define TK_DEVICE __device__ __forceinline__
 #define TK_RESTRICT __restrict__
 // Static shared memory: `TK_SHARED(float, gates, 1024);` declares an array named `gates` of 1024

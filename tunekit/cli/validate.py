@@ -38,6 +38,16 @@ def _interpreter_note() -> str:
     return f"set {INTERPRET_ENV}=1 for this process: triton-fused kernels run in Triton's interpreter (CPU)"
 
 
+def _emulator_note(backend: str) -> str:
+    """Turn on tunekit's CUDA emulator for this process; say what happened."""
+    from tunekit.cuda import EMULATOR_ENV, emulator_enabled
+
+    if emulator_enabled():
+        return f"{EMULATOR_ENV}=1 was already set: {backend} kernels run in tunekit's CPU emulator"
+    os.environ[EMULATOR_ENV] = "1"  # read at each launch (tunekit.cuda.emulator_enabled)
+    return f"set {EMULATOR_ENV}=1 for this process: {backend} kernels run in tunekit's CPU emulator"
+
+
 def parse_archs(text: str) -> list[int]:
     """``"sm_80,sm_90"`` (or ``"80,90"``) → [80, 90]; ValueError naming the option on anything else."""
     from tunekit.compilers.build import SUPPORTED_ARCHS, check_arch
@@ -76,18 +86,16 @@ def _check_usage(backend: str, archs: list[int], given: dict[str, Any], gpu: str
         raise ValueError(
             "--compile: checks kernels; pick --backend triton-fused, cuda-alternating or cuda-fused"
         )
-    if backend in CUDA_BACKENDS and not archs:
-        raise ValueError(
-            f"--backend {backend}: validate checks CUDA kernels' compiles; add --compile (e.g. sm_80,sm_90). "
-            "Their numerics run in the CPU emulator (TUNEKIT_CUDA_EMULATOR=1)"
-        )
-    if not archs and (named or gpu):
+    # --gpu alone picks the profile the CUDA kernels are tuned for in the emulator
+    if not archs and (named or (gpu and backend not in CUDA_BACKENDS)):
         options = ", ".join(named + (["--gpu"] if gpu else []))
         raise ValueError(
             f"{options}: describe the problem whose tuned kernels --compile checks; add --compile"
         )
     if tool != "auto" and backend not in CUDA_BACKENDS:
         raise ValueError(f"--tool: chooses the CUDA compiler; --backend {backend} has none to choose")
+    if tool != "auto" and not archs:
+        raise ValueError("--tool: chooses the compiler of --compile; add --compile (e.g. sm_80,sm_90)")
 
 
 def _family(name: str) -> Any:
@@ -159,6 +167,24 @@ def _compile(backend: str, cells: list[str], given: dict[str, Any], archs: list[
     return validation.cuda_records(backend, problems, targets, top, tools, out, sample)
 
 
+def _emulated(backend: str, cells: list[str], gpu: str | None, as_json: bool) -> tuple[list[Any], str]:
+    """The CUDA family's numerics in the emulator, and the table's title; exit 1 when the kernels
+    fault or no configuration fits the emulated problem on the profile."""
+    from tunekit import validation
+    from tunekit.cuda import KernelFault
+    from tunekit.hardware import load_profile
+    from tunekit.tuning import NoFeasibleConfig
+
+    profile = load_profile(gpu or validation.EMULATOR_PROFILE)
+    size = validation.EMULATED
+    try:
+        checks = validation.validate_emulator(backend, cells, gpu=profile)
+    except (NoFeasibleConfig, KernelFault) as exc:
+        fail(str(exc), EXIT_FAILED, as_json=as_json)
+    shape = f"B={size['batch']} T={size['steps']} N={size['heads']} D={size['head_dim']}"
+    return checks, f"{backend} (CPU emulator, tuned for {profile.name}, {shape}) vs float64 reference"
+
+
 def _with_shape_options(command: Any) -> Any:
     for option in reversed(shape_options(required=False)):
         command = option(command)
@@ -169,9 +195,11 @@ def _with_shape_options(command: Any) -> Any:
     "validate",
     epilog=example(
         "tunekit validate",
+        "tunekit validate --backend cuda-fused --cell gru",
         "tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \\",
         "                 --head-dim 64 --json",
         "tunekit validate --backend cuda-fused --compile sm_80 --gpu a100 --cell slstm --head-dim 512",
+        "tunekit validate --backend cuda-alternating --compile sm_80,sm_86,sm_89,sm_90 --json",
     ),
 )
 @_with_shape_options
@@ -201,12 +229,10 @@ def validate_command(
     those fields. Each arch is tuned for --gpu when it has that arch, else for a100 (sm_80), a10
     (sm_86), l4 (sm_89) or h100 (sm_90).
 
-    \b
-    Examples:
-      tunekit validate --cell lstm --backend triton-fused
-      tunekit validate --backend triton-fused --compile sm_80,sm_90 --gpu a100 --cell lstm \
-          --head-dim 64 --json
-      tunekit validate --backend cuda-alternating --compile sm_80,sm_86,sm_89,sm_90 --json
+    The kernel backends also check their numbers on the CPU against the float64 reference: forward
+    and every gradient of each cell at a small odd shape. triton-fused runs in Triton's interpreter
+    (fp32); the CUDA families, tuned for --gpu (default h100), run their CUDA source in tunekit's
+    emulator in fp32 and bf16. The command turns either on for itself and says so.
     """
     gpu, cell = shape.pop("gpu"), shape.pop("cell")
     given = {k: shape[k] for k in _PROBLEM_FIELDS}
@@ -233,7 +259,7 @@ def validate_command(
             targets(archs, gpu)
         if backend in CUDA_BACKENDS:
             _family(backend)
-        tools, notes = _tools(tool) if backend in CUDA_BACKENDS else ([], [])
+        tools, notes = _tools(tool) if backend in CUDA_BACKENDS and archs else ([], [])
         out = Path(out_dir) if out_dir else cache_dir("sources")
         if archs:
             _writable(out)
@@ -242,6 +268,8 @@ def validate_command(
 
     if backend == "triton-fused":
         notes.insert(0, _interpreter_note())
+    elif backend in CUDA_BACKENDS:
+        notes.insert(0, _emulator_note(backend))
     records: list[Any] = []
     if archs:
         from rich.console import Console
@@ -266,6 +294,8 @@ def validate_command(
     elif backend == "triton-fused":
         checks = validation.validate_interpreter(cells)
         title = "triton-fused (interpreter, fp32) vs float64 reference"
+    elif backend in CUDA_BACKENDS:
+        checks, title = _emulated(backend, cells, gpu, as_json)
     passed = all(c.passed for c in checks) and all(r.passed for r in records)
 
     if as_json:

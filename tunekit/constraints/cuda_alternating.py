@@ -10,7 +10,7 @@ tiles (the pads are reported, never silent). The pointwise kernel runs ``pointwi
 threads per block over the batch x heads x D hidden units.
 
 Registers: the kernels are compiled with ``__launch_bounds__(threads, blocks_per_sm)``, so ptxas
-keeps every thread within the register budget that residency leaves (:func:`register_budget`);
+keeps every thread within the register budget that residency leaves (``occupancy.register_budget``);
 ``registers_per_thread`` is that budget (ptxas's figure never exceeds it), and the budget must hold
 what the GEMM needs without spilling (``registers_needed``). Shared memory is exact: the GEMMs ask
 for ``stages`` x (A slice + B slice) of dynamic shared memory and declare no static shared memory.
@@ -21,8 +21,15 @@ from __future__ import annotations
 from typing import Any
 
 from tunekit.constraints import Space
-from tunekit.constraints.occupancy import Limits, add_block_limits, add_co_residency, mma_shape
-from tunekit.constraints.triton_fused import next_pow2
+from tunekit.constraints.occupancy import (
+    Limits,
+    add_block_limits,
+    add_co_residency,
+    mma_shape,
+    register_budget,
+    warps_per_sm_by_registers,
+)
+from tunekit.intmath import next_pow2
 from tunekit.problem import Problem
 from tunekit.solvers import (
     Divides,
@@ -42,7 +49,6 @@ __all__ = [
     "gemm_shapes",
     "pointwise_block",
     "pointwise_min_blocks",
-    "register_budget",
     "registers_per_thread",
 ]
 
@@ -82,13 +88,10 @@ TF32_TRANSPOSED_STEPS = 4
 # bounds (pointwise_min_blocks), so a larger user cell spills a little instead of exceeding it.
 POINTWISE_REGISTERS = 64
 # ptxas's register budget under __launch_bounds__(threads, min_blocks) follows the SM's four
-# register-file partitions (NVIDIA A100 and H100 architecture whitepapers, "SM architecture": four
-# processing blocks with a 16,384 x 32-bit register file each; a warp lives in one): 16K /
-# ceil(min_blocks * warps / 4) registers a warp, in whole allocation units. Measured with ptxas
-# (CUDA 13.0, sm_80) on a kernel that wants 250 registers, (threads, min_blocks) -> budget:
-# (64, 5) -> 168, (96, 5) -> 128, (32, 11) -> 168, (96, 7) -> 80, (128, 5) -> 96, (128, 7) -> 72,
-# (512, 2) -> 64, (64, 3) -> 255; a per-SM rule would give 200, 136, 184 and 96 for the first four.
-REGISTER_PARTITIONS = 4
+# register-file sub-partitions (occupancy.register_budget). Measured with ptxas (CUDA 13.0, sm_80)
+# on a kernel that wants 250 registers, (threads, min_blocks) -> budget: (64, 5) -> 168,
+# (96, 5) -> 128, (32, 11) -> 168, (96, 7) -> 80, (128, 5) -> 96, (128, 7) -> 72, (512, 2) -> 64,
+# (64, 3) -> 255; a per-SM rule would give 200, 136, 184 and 96 for the first four.
 
 
 def gemm_shapes(problem: Problem) -> dict[str, tuple[int, int, int]]:
@@ -123,20 +126,11 @@ def registers_per_thread(
     return GEMM_OVERHEAD_REGISTERS + accumulators + fragments
 
 
-def register_budget(warps, min_blocks, gpu: Any):
-    """Registers per thread ptxas may use under __launch_bounds__(32 * warps, min_blocks)."""
-    per_partition = gpu.registers_per_sm // REGISTER_PARTITIONS
-    per_warp = floor_div(per_partition, ceil_div(min_blocks * warps, REGISTER_PARTITIONS))
-    units = floor_div(per_warp, gpu.register_allocation_unit)
-    return Min(gpu.max_registers_per_thread, units * (gpu.register_allocation_unit // gpu.warp_size))
-
-
 def pointwise_min_blocks(threads, gpu: Any):
     """Blocks per SM the pointwise kernels' launch bounds ask for: as many as POINTWISE_REGISTERS,
-    the warp limit and the block limit allow (the partition rule of :func:`register_budget`)."""
+    the warp limit and the block limit allow (the sub-partition rule of occupancy.register_budget)."""
     warps = floor_div(threads, gpu.warp_size)
-    per_warp = round_up(POINTWISE_REGISTERS * gpu.warp_size, gpu.register_allocation_unit)
-    warps_by_registers = REGISTER_PARTITIONS * ((gpu.registers_per_sm // REGISTER_PARTITIONS) // per_warp)
+    warps_by_registers = warps_per_sm_by_registers(POINTWISE_REGISTERS, gpu)
     by_warps = floor_div(gpu.max_warps_per_sm, warps)
     return Min(gpu.max_blocks_per_sm, by_warps, floor_div(warps_by_registers, warps))
 

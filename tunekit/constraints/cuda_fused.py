@@ -83,6 +83,7 @@ from tunekit.constraints.occupancy import (
     add_block_limits,
     add_co_residency,
     mma_shape,
+    register_budget,
 )
 from tunekit.problem import Problem
 from tunekit.solvers import AllOf, AnyOf, Divides, Max, Min, Model, PowersOfTwo, Values, ceil_div, floor_div
@@ -237,11 +238,8 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_h
     k_tiles = ceil_div(k, mk * warps_k)  # k steps per warp (the k slice padded likewise)
     n_tiles = ceil_div(tile_b, mn)  # n8 tiles of one batch pass
     # Register budget per thread: the co-resident grid needs ceil(grid / SMs) blocks on some SM, and
-    # they share its register file (allocated per warp in units of 256); at most 255 per thread.
-    per_sm_needed = ceil_div(grid, gpu.sm_count)
-    unit = gpu.register_allocation_unit
-    per_warp = floor_div(gpu.registers_per_sm, per_sm_needed * warps_rows * warps_k * unit) * unit
-    budget = Min(gpu.max_registers_per_thread, floor_div(per_warp, gpu.warp_size))
+    # their warps share its four sub-partitions' register files (occupancy.register_budget).
+    budget = register_budget(warps_rows * warps_k, ceil_div(grid, gpu.sm_count), gpu)
     # Two ways to deal each k group's m_tiles x k_tiles tiles to its row warps. By rows: a warp
     # holds row_tiles whole rows (the last ones one row less). Evenly, in row-major order: a warp
     # holds tiles_per_warp tiles or one less, over ceil(m_tiles / warps_rows) rows, one more where
@@ -463,9 +461,7 @@ def physical_bound(problem: Problem, gpu: Any) -> PhysicalBound:
     best_regs = 0
     warps = 1
     while warps * gpu.warp_size <= gpu.max_threads_per_block:
-        unit = gpu.register_allocation_unit
-        per_warp = gpu.registers_per_sm // (warps * unit) * unit
-        per_thread = min(gpu.max_registers_per_thread, per_warp // gpu.warp_size)
+        per_thread = register_budget(warps, 1, gpu)
         fragments = max(0, per_thread - per_thread_reserve) // REG_TILE_REGISTERS
         best_regs = max(best_regs, warps * gpu.warp_size * fragments * REG_TILE_REGISTERS * 4)
         warps *= 2

@@ -3,8 +3,12 @@
 The rules follow NVIDIA's occupancy calculator for compute capability 8.x/9.x (the numbers come
 from the ``GPUProfile``, each cited in its TOML file):
 
-* registers are allocated per warp, ``round_up(registers_per_thread * 32, 256)`` per warp; a block
-  needs ``warps * that`` of the SM's 64K-register file and at most 64K per block; <= 255 per thread;
+* registers are allocated per warp, ``round_up(registers_per_thread * 32, 256)`` per warp, from one
+  of the SM's four sub-partitions (16K registers each; a warp lives in one): an SM holds
+  ``4 * floor(16K / per_warp)`` warps by registers, and a block passes the hardware's per-block
+  check when ``per_warp * round_up(warps, 4) <= 64K`` (cuda_occupancy.h,
+  ``cudaOccMaxBlocksPerSMRegsLimit``: "the verification logic assumes register allocations are made
+  to all partitions simultaneously"); <= 255 per thread;
 * shared memory is allocated in 128-byte units, plus 1 KB the runtime reserves per block; a block
   may use up to the opt-in limit, and the blocks on one SM share ``shared_memory_per_sm``;
 * resident warps and blocks per SM are capped by the architecture;
@@ -22,11 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tunekit.solvers import Expr, Min, Model, floor_div, round_up
+from tunekit.solvers import Expr, Min, Model, ceil_div, floor_div, round_up
 
 IntLike = int | Expr
 
 __all__ = [
+    "SUB_PARTITIONS",
     "Limit",
     "add_block_limits",
     "add_co_residency",
@@ -35,7 +40,10 @@ __all__ = [
     "evaluate",
     "mma_shape",
     "register_alloc_per_block",
+    "register_budget",
+    "registers_per_warp",
     "shared_alloc_per_block",
+    "warps_per_sm_by_registers",
 ]
 
 # mma.sync base shapes (m, n, k) when a profile lists none (PTX ISA, "Matrix shape" of mma.sync:
@@ -99,10 +107,39 @@ def mma_shape(gpu: Any, dtype: str) -> tuple[int, int, int]:
     return m_, n_, k_
 
 
+# Register-file sub-partitions of an SM (cuda_occupancy.h, cudaOccSubPartitionsPerMultiprocessor:
+# 4 from compute capability 7.0 on; NVIDIA A100/H100 whitepapers: four processing blocks, each with
+# a 16,384 x 32-bit register file).
+SUB_PARTITIONS = 4
+
+
+def registers_per_warp(regs_per_thread: IntLike, gpu: Any) -> IntLike:
+    """Registers one warp takes: per thread x 32, rounded up to the allocation unit (256)."""
+    return round_up(regs_per_thread * gpu.warp_size, gpu.register_allocation_unit)
+
+
 def register_alloc_per_block(regs_per_thread: IntLike, warps: IntLike, gpu: Any) -> IntLike:
-    """Registers a block takes from the SM's file: per warp, rounded up to the allocation unit."""
-    per_warp = round_up(regs_per_thread * gpu.warp_size, gpu.register_allocation_unit)
-    return warps * per_warp
+    """Registers the hardware checks a block against its per-block limit: per warp, with the warps
+    rounded up to whole sets of the 4 sub-partitions (a 5-warp block of 200 registers a thread
+    counts 8 x 6,400 = 51,200)."""
+    return round_up(warps, SUB_PARTITIONS) * registers_per_warp(regs_per_thread, gpu)
+
+
+def warps_per_sm_by_registers(regs_per_thread: IntLike, gpu: Any) -> IntLike:
+    """Warps an SM holds by registers: whole warps in each of its sub-partitions' files."""
+    per_partition = gpu.registers_per_sm // SUB_PARTITIONS
+    return SUB_PARTITIONS * floor_div(per_partition, registers_per_warp(regs_per_thread, gpu))
+
+
+def register_budget(warps: IntLike, blocks: IntLike, gpu: Any) -> IntLike:
+    """Most registers per thread with which ``blocks`` blocks of ``warps`` warps are resident on one
+    SM: each sub-partition holds ``ceil(blocks * warps / 4)`` of their warps. It is also the budget
+    ptxas takes under ``__launch_bounds__(32 * warps, blocks)`` (measured, CUDA 13.0 sm_80: see
+    tests/test_constraints_cuda_alternating.py)."""
+    per_partition = gpu.registers_per_sm // SUB_PARTITIONS
+    per_warp = floor_div(per_partition, ceil_div(blocks * warps, SUB_PARTITIONS))
+    units = floor_div(per_warp, gpu.register_allocation_unit)
+    return Min(gpu.max_registers_per_thread, units * (gpu.register_allocation_unit // gpu.warp_size))
 
 
 def shared_alloc_per_block(smem_bytes: IntLike, gpu: Any) -> IntLike:
@@ -115,7 +152,7 @@ def blocks_per_sm(warps: IntLike, regs_per_thread: IntLike, smem_bytes: IntLike,
     return Min(
         gpu.max_blocks_per_sm,
         floor_div(gpu.max_warps_per_sm, warps),
-        floor_div(gpu.registers_per_sm, register_alloc_per_block(regs_per_thread, warps, gpu)),
+        floor_div(warps_per_sm_by_registers(regs_per_thread, gpu), warps),
         floor_div(gpu.shared_memory_per_sm, shared_alloc_per_block(smem_bytes, gpu)),
     )
 
@@ -137,7 +174,7 @@ def add_block_limits(
             why=f"{gpu.sm}: at most {cap_r} registers per thread; more spills to local memory")  # fmt: skip
     lim.add(f"registers_per_block{suffix}", regs_block, gpu.registers_per_block, "registers",
             why=f"{gpu.sm}: {gpu.registers_per_block} registers per block, allocated per warp in units of "
-            f"{gpu.register_allocation_unit}")  # fmt: skip
+            f"{gpu.register_allocation_unit}, warps rounded up to {SUB_PARTITIONS}")  # fmt: skip
     lim.add(f"shared_memory_per_block{suffix}", smem_bytes, cap_s, "B",
             why=f"{gpu.sm}: at most {cap_s} B of shared memory per block (opt-in limit)")  # fmt: skip
 

@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
@@ -32,8 +31,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tunekit.cache import read_binary_entry, write_binary_entry
 from tunekit.cuda import CudaProgram
-from tunekit.files import write_atomic
 
 __all__ = ["Build", "EmulatorBuildError", "build_program", "build_server", "cache_dir", "compiler"]
 
@@ -118,35 +117,9 @@ def cache_dir() -> Path:
     return shared_cache_dir("cuda-emu")
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _read_regular(path: Path) -> bytes | None:
-    """A regular file's bytes (symlinks not followed), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _verified(path: Path) -> bool:
     """The cached binary and its ``.sha256`` sidecar agree (tunekit.cache's binary-entry format)."""
-    data, recorded = _read_regular(path), _read_regular(_sidecar(path))
-    return (
-        data is not None
-        and recorded is not None
-        and recorded.strip() == hashlib.sha256(data).hexdigest().encode()
-    )
+    return read_binary_entry(path) is not None
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -176,12 +149,9 @@ def _build_once(target: Path, compile_to: Callable[[Path], None]) -> float:
     os.close(fd)
     try:
         compile_to(Path(tmp))
-        os.chmod(tmp, 0o700)
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, target)
+        write_binary_entry(target, Path(tmp).read_bytes())
     finally:
         Path(tmp).unlink(missing_ok=True)
-    write_atomic(_sidecar(target), f"{digest}\n")
     return time.perf_counter() - t0
 
 

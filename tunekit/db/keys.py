@@ -18,7 +18,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from tunekit.problem import DIRECTIONS, DTYPE_SHORT, FAMILIES
+from tunekit.dtypes import DTYPE_SHORT
+from tunekit.problem import DIRECTIONS, FAMILIES
 
 __all__ = [
     "KEY_FIELDS",

@@ -4,12 +4,14 @@ Per time step the kernels alternate (DESIGN §4.2): a tensor-core GEMM ``g = R·
 fused pointwise kernel printed from the cell's declaration. The backward runs in reverse time
 (pointwise backward, then ``Rᵀ·dg`` into the previous step's hidden gradient) and ends with one GEMM
 launch over all B·T pairs for ``[dR | db]``. Kernels: ``templates/cuda/alternating_{forward,
-backward,gemm}.cu.j2``. Buffers and launch sequences: :mod:`tunekit.kernels.cuda_alternating_host`.
+backward,gemm}.cu.j2``. Buffers, launch sequences and autograd: the host module rendered per
+configuration from ``templates/generate/cuda_alternating_host.py.j2`` and imported from memory
+(:mod:`tunekit.kernels.host`); a generated package ships the same text as its ``_host.py``.
 
 This module satisfies :class:`tunekit.kernels.CudaFamily` (``FAMILY``, :func:`programs`,
-:func:`launch_dims`, :func:`predicted`): what the validator compiles is what :func:`alternating_rnn`
-launches. On CUDA tensors the programs run through NVRTC; on CPU tensors with
-``TUNEKIT_CUDA_EMULATOR=1`` the same source runs in tunekit's CPU emulator.
+:func:`launch_dims`, :func:`predicted`) and packages (:func:`package_runtime`): what the validator
+compiles is what :func:`alternating_rnn` launches. On CUDA tensors the programs run through NVRTC;
+on CPU tensors with ``TUNEKIT_CUDA_EMULATOR=1`` the same source runs in tunekit's CPU emulator.
 
 Tensor dtypes: ``Wx``, ``R``, ``b`` and the initial states share one input dtype (float32 runs its
 products as tf32 on tensor cores, float16, bfloat16); products accumulate in fp32, states and
@@ -26,6 +28,7 @@ from typing import Any
 
 import torch
 
+import tunekit
 from tunekit.cells import get_cell
 from tunekit.cells.printers import CUDA_PRELUDE
 from tunekit.codegen import cell_context, header_context, render_template
@@ -40,7 +43,9 @@ __all__ = [
     "alternating_rnn",
     "check_config",
     "gemm_shared_bytes",
+    "host_source",
     "launch_dims",
+    "package_runtime",
     "predicted",
     "programs",
 ]
@@ -176,7 +181,9 @@ class Geometry:
     """Padded sizes of one problem under one configuration: every buffer the kernels index.
 
     The host zero-pads every GEMM operand to whole tiles; the pads (reported by the model as
-    ``padding_m``, ``padding_k``, ``padding_b``) are read as zeros and never written.
+    ``padding_m``, ``padding_k``, ``padding_b``) are read as zeros and never written. The sizes that
+    grow with the sequence length (the y history, the weight GEMM's K) are the host module's
+    (``templates/generate/cuda_alternating_host.py.j2``: ``k_rows``, ``y_rows``).
     """
 
     problem: Problem
@@ -231,17 +238,14 @@ class Geometry:
         return max(round_up(self.gates, self.tm), self.dbias_ld)
 
     @property
+    def dr_columns(self) -> int:
+        """dR's columns in whole N tiles: where the db column of ``w`` starts."""
+        return round_up(self.problem.head_dim, self.tn)
+
+    @property
     def w_ld(self) -> int:
         """dR's columns in whole N tiles, then one N tile for the db column."""
-        return round_up(self.problem.head_dim, self.tn) + self.tn
-
-    def k_rows(self, steps: int) -> int:
-        """Rows (t, b) of dg and dbias: the weight GEMM's K in whole slices."""
-        return round_up(steps * self.b_pad, self.tk)
-
-    def y_rows(self, steps: int) -> int:
-        """Rows of the y history: T+1 slots of b_pad rows, at least the weight GEMM's K."""
-        return max((steps + 1) * self.b_pad, self.k_rows(steps))
+        return self.dr_columns + self.tn
 
     def grid(self, entry: str) -> tuple[int, int, int]:
         p = self.problem
@@ -350,6 +354,65 @@ def _family_config(config: Any) -> KernelConfig:
     return config
 
 
+# ---- host code: rendered once per configuration, shared with generated packages -----------------
+
+
+def host_context(config: KernelConfig) -> dict[str, Any]:
+    """What ``templates/generate/cuda_alternating_host.py.j2`` reads: the header's fields, the padded
+    sizes (:class:`Geometry`) and every entry's parameter names."""
+    from tunekit.hardware import load_profile
+    from tunekit.kernels.host import literal
+
+    config = _family_config(config)
+    p = config.problem
+    cell = get_cell(p.cell)
+    params = {e.name: tuple(n for n, _ in e.params) for role in p.directions for e in ROLES[role]}
+    no_grad = tuple(cell.states.index(st) for st in cell.no_grad_states)
+    return {
+        "version": tunekit.__version__,
+        "name": config.name,
+        "gpu": config.gpu,
+        "arch": load_profile(config.gpu).sm,
+        "directions": p.directions,
+        "geo": Geometry.of(config),
+        "n_states": len(cell.states),
+        "r_gates": len(cell.r_gates),
+        "b_gates": len(cell.b_gates),
+        "py": {"params": literal(params), "no_grad_states": literal(no_grad)},
+    }
+
+
+def host_source(config: KernelConfig) -> str:
+    """The host module of ``config``: what tunekit's runtime runs and a package ships as ``_host.py``."""
+    return render_template("generate/cuda_alternating_host.py.j2", host_context(config))
+
+
+@functools.lru_cache(maxsize=128)
+def host_module(config: KernelConfig) -> Any:
+    """The imported host module of ``config`` (cached: rendering takes ~0.3 ms a call)."""
+    from tunekit.kernels.host import load
+
+    return load(host_source(config), config.name)
+
+
+def _launcher(config: KernelConfig, runner: Any):
+    """``launch(entry, args)`` for the host module: the entry's program, on :func:`launch_dims`."""
+
+    def launch(entry: str, args: list) -> None:
+        runner.launch(_program(config, _entry_role(entry)), entry, launch_dims(config, entry), args)
+
+    return launch
+
+
+def package_runtime(config: KernelConfig, context: dict[str, Any]) -> dict[str, str]:
+    """The package's host modules (``tunekit generate``): ``_host.py``, the very text tunekit runs,
+    and ``_runtime.py``, its ``rnn`` (checks of the shapes the package was generated for)."""
+    return {
+        "_host.py": host_source(config),
+        "_runtime.py": render_template("generate/cuda_runtime.py.j2", context),
+    }
+
+
 # ---- public entry point ---------------------------------------------------------------------------
 
 
@@ -407,7 +470,6 @@ def alternating_rnn(
     """
     from tunekit.checks import check_rnn_inputs
     from tunekit.cuda import emulator_enabled, runner_for
-    from tunekit.kernels.cuda_alternating_host import AlternatingFunction, Launch
 
     declaration = get_cell(cell)
     batch, _, heads, head_dim = check_rnn_inputs(declaration, Wx, R, b, states)
@@ -423,6 +485,6 @@ def alternating_rnn(
     runner = _runner(str(Wx.device), None if Wx.device.type == "cuda" else config.gpu)
     inputs = (Wx, R, b) if states is None else (Wx, R, b, states)
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-    launch = Launch(config=config, runner=runner, keep_history=keep)
     s0 = None if states is None else states.contiguous()
-    return AlternatingFunction.apply(Wx.contiguous(), R.contiguous(), b.contiguous(), s0, launch)
+    host = host_module(config)
+    return host.run(_launcher(config, runner), Wx.contiguous(), R.contiguous(), b.contiguous(), s0, keep)

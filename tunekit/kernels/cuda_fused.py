@@ -3,8 +3,11 @@
 Kernel file anatomy: the kernels are rendered from ``templates/cuda/fused_*.cu.j2``
 (:mod:`tunekit.kernels.cuda_fused_render`) with the geometry of
 :mod:`tunekit.kernels.cuda_fused_plan`; this module holds the :class:`tunekit.kernels.CudaFamily`
-functions the validator and the compile benchmark read (``programs``, ``launch_dims``,
-``predicted``), the host launchers, the ``autograd.Function`` and the public :func:`fused_rnn`.
+functions the validator, the compile benchmark and ``tunekit generate`` read (``programs``,
+``launch_dims``, ``predicted``, ``package_runtime``) and the public :func:`fused_rnn`. The host code
+(buffers, launches, the once-differentiable ``autograd.Function``) is rendered per configuration
+from ``templates/generate/cuda_fused_host.py.j2`` and imported from memory
+(:mod:`tunekit.kernels.host`); a generated package ships the same text as its ``_host.py``.
 On CUDA tensors the kernels run through NVRTC (cooperative launch); on CPU tensors with
 ``TUNEKIT_CUDA_EMULATOR=1`` the same source runs in tunekit's CPU emulator.
 
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 
+import tunekit
 from tunekit.cuda import LaunchDims
 from tunekit.kernels.cuda_fused_plan import Plan, plan
 from tunekit.kernels.cuda_fused_render import (
@@ -29,17 +33,30 @@ from tunekit.kernels.cuda_fused_render import (
     DR_THREADS,
     DR_TILE,
     backward_context,
+    entries,
     entry_names,
     program,
 )
 from tunekit.problem import KernelConfig, Problem
 
-__all__ = ["FAMILY", "fused_rnn", "launch_dims", "plan_of", "predicted", "programs", "tuned_config"]
+__all__ = [
+    "FAMILY",
+    "fused_rnn",
+    "host_source",
+    "launch_dims",
+    "package_runtime",
+    "plan_of",
+    "predicted",
+    "programs",
+    "tuned_config",
+]
 
 FAMILY = "cuda-fused"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 _PLANS: dict[tuple[KernelConfig, str], Plan] = {}
+_HOSTS: dict[tuple[KernelConfig, str], tuple[Plan, Any]] = {}  # (config, GPU) -> (its plan, host module)
+_PROGRAMS: dict[tuple[KernelConfig, str, str], tuple[Plan, Any]] = {}  # (config, GPU, direction)
 
 
 def plan_of(config: KernelConfig, gpu: Any = None) -> Plan:
@@ -67,10 +84,20 @@ def _role(pl: Plan, entry: str) -> str:
     return role
 
 
+def _program_of(pl: Plan, direction: str) -> Any:
+    """``program(pl, direction)``, rendered once per plan (a render takes ~2.6 ms: too slow for
+    every call of the runtime)."""
+    key = (pl.config, pl.space.gpu.name, direction)
+    found = _PROGRAMS.get(key)
+    if found is None or found[0] is not pl:
+        found = _PROGRAMS[key] = (pl, program(pl, direction))
+    return found[1]
+
+
 def programs(config: KernelConfig, gpu: Any = None) -> tuple[Any, ...]:
     """The CudaPrograms of ``config``: the forward, and the backward where the configuration serves it."""
     pl = plan_of(config, gpu)
-    return tuple(program(pl, d) for d in pl.directions)
+    return tuple(_program_of(pl, d) for d in pl.directions)
 
 
 def launch_dims(config: KernelConfig, entry: str, gpu: Any = None) -> LaunchDims:
@@ -109,102 +136,85 @@ def predicted(config: KernelConfig, entry: str, gpu: Any = None) -> dict[str, in
     return {"registers_per_thread": DB_REGISTERS, "shared_memory_bytes_per_block": 0}
 
 
-# ---- host launchers -----------------------------------------------------------------------------
+# ---- host code: rendered once per configuration, shared with generated packages -----------------
 
 
-def _forward(runner: Any, pl: Plan, wx, r, b, s0, store_ry: bool):
-    """Run the forward kernel: (all_states, last, ry or None)."""
-    p = pl.config.problem
-    batch, steps, _, heads, d = wx.shape
-    n_states = p.n_states
-    dev, dtype = wx.device, wx.dtype
-    fp32 = {"dtype": torch.float32, "device": dev}
-    # fp32 carried states, a copy: the kernel overwrites them with the final states
-    carry = torch.zeros(n_states, batch, heads, d, **fp32)
-    if s0 is not None:
-        carry.copy_(s0[:, :, 0])
-    out = torch.empty(n_states, batch, steps, heads, d, dtype=dtype, device=dev)
-    last = torch.empty(n_states, batch, 1, heads, d, dtype=dtype, device=dev)
-    fwd = pl.directions["forward"]
-    # the y exchange, [2, N, SPLIT_K, K_PAD / EPP, B_PAD, EPP]: zeros wherever no unit lies
-    xbuf = torch.zeros(2 * heads * pl.split_k * fwd.k_pad * pl.b_pad, dtype=dtype, device=dev)
-    part_n = (
-        pl.row_blocks * pl.batch_blocks * pl.split_k * fwd.m_tiles * pl.mm * pl.block_b
-        if pl.split_k > 1
-        else 1
-    )
-    part = torch.empty(part_n, **fp32)
-    ry = torch.empty(batch, steps, p.g_r, heads, d, **fp32) if store_ry else torch.empty(1, **fp32)
-    prog = program(pl, "forward")
-    entry = entry_names(p.cell)["forward"]
-    dims = LaunchDims((pl.blocks, 1, 1), (pl.threads, 1, 1), fwd.shared_bytes)
-    runner.launch(prog, entry, dims, [wx, r, b, carry, out, last, xbuf, part, ry, steps, int(store_ry)])
-    return out, last, (ry if store_ry else None)
+def host_context(config: KernelConfig, gpu: Any = None) -> dict[str, Any]:
+    """What ``templates/generate/cuda_fused_host.py.j2`` reads: the header's fields and the plan's
+    numbers the host needs (entries and their parameter names, scratch buffer sizes)."""
+    from tunekit.kernels.host import literal
 
-
-def _backward(runner: Any, pl: Plan, saved, d_states, d_last):
-    """Run the backward kernel and the post-loop dR / db kernels: (dWx, dR, db, ds0 or None)."""
-    wx, r, b, s0, states, ry = saved
+    pl = plan_of(config, gpu)
     p = pl.config.problem
     cell = p_cell(p)
-    batch, steps, _, heads, d = wx.shape
-    dev = wx.device
-    fp32 = {"dtype": torch.float32, "device": dev}
-    n_states = p.n_states
-    dstates = torch.zeros(states.shape, **fp32) if d_states is None else d_states.float().contiguous()
-    carry = torch.zeros(n_states, batch, heads, d, **fp32)  # the final states' gradients, a copy
-    if d_last is not None:
-        carry.copy_(d_last[:, :, 0])
-    s0_in = torch.zeros(n_states, batch, 1, heads, d, dtype=wx.dtype, device=dev) if s0 is None else s0
-    bwd = pl.directions["backward"]
-    n_dbx = len(backward_context(cell, {"backward_code": cell.backward_code("cuda")})["dbx_gates"])
-    dwx = torch.empty_like(wx)
-    dry = torch.empty(batch, steps, p.g_r, heads, d, **fp32)
-    dbx = torch.empty(batch, steps, n_dbx, heads, d, **fp32) if n_dbx else torch.empty(1, **fp32)
-    xbuf = torch.zeros(2 * heads * pl.split_k * bwd.k_pad * pl.b_pad, dtype=wx.dtype, device=dev)
-    part_n = pl.row_blocks * pl.batch_blocks * pl.split_k * bwd.m_tiles * pl.mm * pl.block_b
-    part = torch.empty(part_n if pl.split_k > 1 else 1, **fp32)
-    ds0 = torch.zeros(n_states, batch, heads, d, **fp32)  # no-gradient states stay zero
-    prog = program(pl, "backward")
     names = entry_names(p.cell)
-    args = [wx, r, b, s0_in, states, ry, dstates, carry, dwx, dry, dbx, xbuf, part, ds0, steps]
-    runner.launch(prog, names["backward"], launch_dims(pl.config, names["backward"], pl.space.gpu), args)
-    dr = torch.empty(p.g_r, heads, d, d, **fp32)
-    runner.launch(
-        prog, names["dr"], launch_dims(pl.config, names["dr"], pl.space.gpu), [dry, states, s0_in, dr, steps]
-    )
-    db = torch.empty(len(cell.b_gates), heads, d, **fp32)
-    runner.launch(prog, names["db"], launch_dims(pl.config, names["db"], pl.space.gpu), [dry, dbx, db, steps])
-    ds0_out = None if s0 is None else ds0[:, :, None].to(s0.dtype)
-    return dwx, dr.to(r.dtype), db.to(b.dtype), ds0_out
+    roles = ("forward",) + (("backward", "dr", "db") if "backward" in pl.directions else ())
+    params = {e.name: tuple(n for n, _ in e.params) for d in pl.directions for e in entries(pl, d)}
+    xbuf, part = {}, {}
+    for d, dp in pl.directions.items():
+        xbuf[d] = 2 * pl.heads * pl.split_k * dp.k_pad * pl.b_pad
+        # the k split's partial sums: [row_blocks, batch_blocks, SPLIT_K, M_TILES * MM, BLOCK_B]
+        part[d] = pl.row_blocks * pl.batch_blocks * pl.split_k * dp.m_tiles * pl.mm * pl.block_b
+        part[d] = part[d] if pl.split_k > 1 else 1
+    n_dbx = 0
+    if "backward" in pl.directions:
+        n_dbx = len(backward_context(cell, {"backward_code": cell.backward_code("cuda")})["dbx_gates"])
+    entry_of = {role: names[role] for role in roles}
+    return {
+        "version": tunekit.__version__,
+        "name": config.name,
+        "gpu": pl.space.gpu.name,
+        "arch": pl.space.gpu.sm,
+        "entries": entry_of,
+        "batch": p.batch,
+        "n_states": p.n_states,
+        "r_gates": p.g_r,
+        "b_gates": len(cell.b_gates),
+        "n_dbx": n_dbx,
+        "py": {k: literal(v) for k, v in {"entries": entry_of, "params": params, "xbuf": xbuf,
+                                          "part": part}.items()},
+    }  # fmt: skip
 
 
-class _Launch:
-    """What the autograd Function needs besides tensors: the plan and the runner."""
+def host_source(config: KernelConfig, gpu: Any = None) -> str:
+    """The host module of ``config``: what tunekit's runtime runs and a package ships as ``_host.py``."""
+    from tunekit.codegen import render_template
 
-    def __init__(self, pl: Plan, runner: Any, train: bool) -> None:
-        self.plan = pl
-        self.runner = runner
-        self.train = train  # gradients are wanted: store R·y of every step for the backward
+    return render_template("generate/cuda_fused_host.py.j2", host_context(config, gpu))
 
 
-class FusedRNNFunction(torch.autograd.Function):
-    """Autograd wrapper of the fused kernels: the loss may depend on every state and on the final
-    states. Once differentiable: a double backward raises torch's clear error."""
+def host_module(config: KernelConfig, gpu: Any = None) -> Any:
+    """The imported host module of ``config`` (cached per plan: rendering takes ~0.3 ms a call)."""
+    from tunekit.kernels.host import load
 
-    @staticmethod
-    def forward(ctx, wx, r, b, s0, launch: _Launch):  # type: ignore[override]
-        states, last, ry = _forward(launch.runner, launch.plan, wx, r, b, s0, store_ry=launch.train)
-        ctx.launch = launch
-        if launch.train:
-            ctx.save_for_backward(wx, r, b, s0, states, ry)
-        return states, last
+    pl = plan_of(config, gpu)
+    key = (config, pl.space.gpu.name)
+    found = _HOSTS.get(key)
+    if found is None or found[0] is not pl:
+        found = _HOSTS[key] = (pl, load(host_source(config, gpu), config.name))
+    return found[1]
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d_states, d_last):  # type: ignore[override]
-        dwx, dr, db, ds0 = _backward(ctx.launch.runner, ctx.launch.plan, ctx.saved_tensors, d_states, d_last)
-        return dwx, dr, db, ds0, None
+
+def _launcher(pl: Plan, runner: Any):
+    """``launch(entry, args)`` for the host module: the entry's program, on ``launch_dims``."""
+    by_entry = {e.name: d for d in pl.directions for e in entries(pl, d)}
+
+    def launch(entry: str, args: list) -> None:
+        program_ = _program_of(pl, by_entry[entry])
+        runner.launch(program_, entry, launch_dims(pl.config, entry, pl.space.gpu), args)
+
+    return launch
+
+
+def package_runtime(config: KernelConfig, context: dict[str, Any]) -> dict[str, str]:
+    """The package's host modules (``tunekit generate``): ``_host.py``, the very text tunekit runs,
+    and ``_runtime.py``, its ``rnn`` (checks of the shapes the package was generated for)."""
+    from tunekit.codegen import render_template
+
+    return {
+        "_host.py": host_source(config),
+        "_runtime.py": render_template("generate/cuda_runtime.py.j2", context),
+    }
 
 
 # ---- public entry point -------------------------------------------------------------------------
@@ -262,7 +272,8 @@ def fused_rnn(
         b: [G_t, N, D]; states: [S, B, 1, N, D] initial states or None (zeros). One dtype
         (float32, float16, bfloat16) and device: CUDA, or CPU with ``TUNEKIT_CUDA_EMULATOR=1``.
         config: a cuda-fused KernelConfig for exactly this shape, or None (the tuner's best).
-        gpu: the GPUProfile the configuration is for; default the local GPU's (a100 in the emulator).
+        gpu: the GPUProfile the configuration is for; default the local GPU's (in the emulator: the
+            profile ``config`` names, or a100 without a config).
     Returns:
         (all_states [S, B, T, N, D], last [S, B, 1, N, D]) in the input dtype.
 
@@ -281,11 +292,16 @@ def fused_rnn(
         raise ValueError(f"Wx: got dtype {Wx.dtype}, expected one of {sorted(DTYPES)} for cuda-fused")
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (Wx, R, b, states))
     problem = Problem(declaration.name, batch, heads, head_dim, dtype, "both" if grad else "forward")
+    if gpu is None and isinstance(config, KernelConfig) and Wx.device.type != "cuda":
+        from tunekit.hardware import load_profile
+
+        gpu = load_profile(config.gpu)  # the emulator enforces the limits of the GPU it was tuned for
     profile = _profile_for(Wx.device) if gpu is None else gpu
     if config is None:
         config = tuned_config(problem, profile)
     config = _check_config(config, problem, profile)
     runner = runner_for(Wx.device, profile)
-    launch = _Launch(plan_of(config, profile), runner, train=grad)
+    launch = _launcher(plan_of(config, profile), runner)
     s0 = None if states is None else states.contiguous()
-    return FusedRNNFunction.apply(Wx.contiguous(), R.contiguous(), b.contiguous(), s0, launch)
+    host = host_module(config, profile)
+    return host.run(launch, Wx.contiguous(), R.contiguous(), b.contiguous(), s0, grad)

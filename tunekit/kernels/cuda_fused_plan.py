@@ -34,7 +34,7 @@ from tunekit.constraints.cuda_fused import (
     pointwise_registers,
     span_quantum,
 )
-from tunekit.constraints.occupancy import mma_shape
+from tunekit.constraints.occupancy import mma_shape, register_budget
 from tunekit.problem import KernelConfig
 
 __all__ = ["DirectionPlan", "Plan", "Variant", "plan"]
@@ -153,10 +153,7 @@ def _direction(cfg: dict, p: Any, gpu: Any, d: str, units: int, grid: int, y_hea
     row_tiles = _cdiv(m_tiles, wr)
     k_tiles = _cdiv(k, mk * wk)
     n_tiles = _cdiv(tile_b, mn)
-    per_sm = _cdiv(grid, gpu.sm_count)
-    unit = gpu.register_allocation_unit
-    per_warp = gpu.registers_per_sm // (per_sm * wr * wk * unit) * unit
-    budget = min(gpu.max_registers_per_thread, per_warp // gpu.warp_size)
+    budget = register_budget(wr * wk, _cdiv(grid, gpu.sm_count), gpu)
     uneven = 1 if m_tiles % wr else 0
 
     def deal(count: int, per_item: int, spanned: int) -> dict:

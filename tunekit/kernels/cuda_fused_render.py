@@ -28,7 +28,7 @@ __all__ = [
     "source",
 ]
 
-# The post-loop kernels' register caps (TKF_MAX_REGISTERS): dR's 4 x 4 fp32 micro-tile keeps 16
+# The post-loop kernels' register caps (TK_MAX_REGISTERS): dR's 4 x 4 fp32 micro-tile keeps 16
 # accumulators, 8 operands and a few addresses; db one sum and its loop. The compile checks hold
 # ptxas to them without spills.
 DR_REGISTERS = 64

@@ -2,6 +2,8 @@
 
 * :mod:`.numeric`: the reference layers vs torch.nn and autograd, the triton-fused kernels in
   Triton's interpreter vs the float64 reference (:class:`Check` records);
+* :mod:`.emulated`: the CUDA families' tuned kernels in tunekit's CPU emulator vs the float64
+  reference (:class:`Check` records);
 * :mod:`.compiled`: the triton-fused resource model vs ahead-of-time compiles of single cases
   (:class:`TritonCase`, :func:`predict`, :func:`judge`);
 * :mod:`.tuned`: the tuner's top configurations of any family compiled per architecture
@@ -25,12 +27,14 @@ from tunekit.validation.compiled import (
     register_limit,
     validate_compile,
 )
+from tunekit.validation.emulated import EMULATED, EMULATOR_PROFILE, EMULATOR_TOL, validate_emulator
 from tunekit.validation.numeric import (
     INTERPRETER_TOL,
     REFERENCE_TOL,
     Check,
     cells_from,
     compare,
+    kernel_checks,
     validate_interpreter,
     validate_reference,
 )
@@ -39,6 +43,9 @@ from tunekit.validation.tuned import SAMPLE, Target, cuda_records, sample_proble
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "EMULATED",
+    "EMULATOR_PROFILE",
+    "EMULATOR_TOL",
     "INTERPRETER_TOL",
     "REFERENCE_TOL",
     "SAMPLE",
@@ -58,12 +65,14 @@ __all__ = [
     "cuda_verdict",
     "default_cases",
     "judge",
+    "kernel_checks",
     "predict",
     "register_limit",
     "sample_problems",
     "targets",
     "triton_records",
     "validate_compile",
+    "validate_emulator",
     "validate_interpreter",
     "validate_reference",
     "write_source",

@@ -13,6 +13,7 @@ checked by ``--cell all`` too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "Check",
     "cells_from",
     "compare",
+    "kernel_checks",
     "validate_interpreter",
     "validate_reference",
 ]
@@ -155,6 +157,53 @@ def validate_reference(cells: Sequence[str]) -> list[Check]:
     return checks
 
 
+# ---- kernels against the float64 reference ----------------------------------------------------------
+
+
+def kernel_checks(
+    label: str, cell_name: str, dtype: str, run: Any, tol: tuple[float, float], *, batch: int, steps: int,
+    heads: int, head_dim: int,
+) -> list[Check]:  # fmt: skip
+    """``run(Wx, R, b, states)`` (a kernel) vs the float64 reference on one seeded case: all states,
+    final states and the gradients of Wx, R, b and the initial states of a loss weighting every
+    state (the no-gradient states left out). Check names are ``"<label> <cell> <dtype>: <what>"``."""
+    from tunekit.cells import get_cell
+    from tunekit.reference import rnn
+
+    rtol, atol = tol
+    cell = get_cell(cell_name)
+    gen = torch.Generator().manual_seed(0)
+    g_w, g_r, g_t, s = (len(x) for x in (cell.w_gates, cell.r_gates, cell.b_gates, cell.states))
+    wx = torch.randn(batch, steps, g_w, heads, head_dim, generator=gen)
+    r = torch.randn(g_r, heads, head_dim, head_dim, generator=gen) / head_dim**0.5
+    b = 0.1 * torch.randn(g_t, heads, head_dim, generator=gen)
+    s0 = 0.5 * torch.randn(s, batch, 1, heads, head_dim, generator=gen)
+    if cell_name == "slstm":  # a reachable sLSTM state: normalizer n >= 1
+        s0[cell.states.index("n")] = 1 + s0[cell.states.index("n")].abs()
+    low = [x.to(torch_dtype(dtype)) for x in (wx, r, b, s0)]
+    mine = [x.clone().requires_grad_() for x in low]
+    ref = [x.double().requires_grad_() for x in low]
+    w_all = torch.randn(s, batch, steps, heads, head_dim, generator=gen)
+    w_last = torch.randn(s, batch, 1, heads, head_dim, generator=gen)
+    for st in cell.no_grad_states:  # no gradient flows through these: keep them out of the loss
+        w_all[cell.states.index(st)] = 0
+        w_last[cell.states.index(st)] = 0
+    got = run(*mine)
+    want = rnn(*ref, cell=cell_name)
+    prefix = f"{label} {cell_name} {DTYPE_SHORT[dtype]}".strip()
+    checks = [
+        compare(f"{prefix}: {what}", a.detach(), e.detach(), rtol, atol)
+        for what, a, e in zip(("all states", "final states"), got, want, strict=True)
+    ]
+    loss = sum((w * x.float()).sum() for w, x in zip((w_all, w_last), got, strict=True))
+    loss_ref = sum((w.double() * x).sum() for w, x in zip((w_all, w_last), want, strict=True))
+    loss.backward()
+    loss_ref.backward()
+    for what, a, e in zip(("d Wx", "d R", "d b", "d initial states"), mine, ref, strict=True):
+        checks.append(compare(f"{prefix}: {what}", a.grad, e.grad, rtol, atol))
+    return checks
+
+
 # ---- triton-fused in the interpreter ---------------------------------------------------------------
 
 # dtype -> (rtol relative to max|reference|, absolute floor), as tests/test_triton_fused.py
@@ -167,43 +216,15 @@ def validate_interpreter(
     """triton-fused (interpreter) vs the float64 reference: states, final states, every gradient."""
     import triton
 
-    from tunekit.cells import get_cell
     from tunekit.kernels.triton_fused import fused_rnn
-    from tunekit.reference import rnn
 
     if not triton.knobs.runtime.interpret:
         raise RuntimeError("triton-fused validation on CPU needs TRITON_INTERPRET=1 set before triton loads")
-    rtol, atol = INTERPRETER_TOL[dtype]
+    config = {"block_b": 16, "num_warps": 4, "num_stages": 1}
     checks: list[Check] = []
     for name in cells:
-        cell = get_cell(name)
-        gen = torch.Generator().manual_seed(0)
-        g_w, g_r, g_t, s = (len(x) for x in (cell.w_gates, cell.r_gates, cell.b_gates, cell.states))
-        wx = torch.randn(batch, steps, g_w, 1, head_dim, generator=gen)
-        r = torch.randn(g_r, 1, head_dim, head_dim, generator=gen) / head_dim**0.5
-        b = 0.1 * torch.randn(g_t, 1, head_dim, generator=gen)
-        s0 = 0.5 * torch.randn(s, batch, 1, 1, head_dim, generator=gen)
-        if name == "slstm":  # a reachable sLSTM state: normalizer n >= 1
-            s0[cell.states.index("n")] = 1 + s0[cell.states.index("n")].abs()
-        low = [x.to(torch_dtype(dtype)) for x in (wx, r, b, s0)]
-        mine = [x.clone().requires_grad_() for x in low]
-        ref = [x.double().requires_grad_() for x in low]
-        w_all = torch.randn(s, batch, steps, 1, head_dim, generator=gen)
-        w_last = torch.randn(s, batch, 1, 1, head_dim, generator=gen)
-        for st in cell.no_grad_states:  # no gradient flows through these: keep them out of the loss
-            w_all[cell.states.index(st)] = 0
-            w_last[cell.states.index(st)] = 0
-        config = {"block_b": 16, "num_warps": 4, "num_stages": 1}
-        got = fused_rnn(*mine, cell=name, config=config)
-        want = rnn(*ref, cell=name)
-        for label, a, e in zip(("all states", "final states"), got, want, strict=True):
-            checks.append(
-                compare(f"{name} {DTYPE_SHORT[dtype]}: {label}", a.detach(), e.detach(), rtol, atol)
-            )
-        loss = sum((w * x.float()).sum() for w, x in zip((w_all, w_last), got, strict=True))
-        loss_ref = sum((w.double() * x).sum() for w, x in zip((w_all, w_last), want, strict=True))
-        loss.backward()
-        loss_ref.backward()
-        for label, a, e in zip(("d Wx", "d R", "d b", "d initial states"), mine, ref, strict=True):
-            checks.append(compare(f"{name} {DTYPE_SHORT[dtype]}: {label}", a.grad, e.grad, rtol, atol))
+        run = functools.partial(fused_rnn, cell=name, config=config)
+        checks += kernel_checks(
+            "", name, dtype, run, INTERPRETER_TOL[dtype], batch=batch, steps=steps, heads=1, head_dim=head_dim
+        )
     return checks

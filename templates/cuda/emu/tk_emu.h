@@ -67,6 +67,7 @@ double copysign(double, double) noexcept;
 // ---- macros of the contract (docs/cuda.md §1) ------------------------------------------------------
 #define TK_KERNEL extern "C"
 #define TK_LAUNCH_BOUNDS(threads, blocks)
+#define TK_MAX_REGISTERS(n)  // the emulator has no registers to cap
 #define TK_DEVICE inline
 #define TK_RESTRICT
 #define TK_UNROLL
