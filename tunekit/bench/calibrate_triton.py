@@ -10,7 +10,8 @@ hash, so a second run only compiles what is new):
    Triton (registers, spills, shared memory; the bound alone and the model with its table):
    ``reports/triton_calibration.{md,csv,json}`` (:mod:`tunekit.bench.triton_calibration_report`);
 2b. **probe**: compiles, for the reach problems at each class of D, the fastest configuration the
-   model refuses for registers alone (where the conservative bound may be wrong), and records it;
+   model refuses for registers alone (where the conservative bound may be wrong) that is most likely
+   to compile clean (8 warps, small blocks), and records it;
 2c. **picks**: tunes the check problems and compiles what the tuner returns until every returned
    configuration has been compiled (a spill refuses its point; :mod:`tunekit.bench.triton_picks`),
    after compiling seed points at issue 14's training targets;
@@ -100,8 +101,11 @@ def run(
             rows = [report.row(job, result) for job, result in zip(jobs, results, strict=True)]
             paths += report.write(rows, archs, out_dir)
         if "probe" in steps:
-            # the fastest point each reach problem refuses for registers alone, judged by ptxas
-            probes = triton_picks.probe_jobs(triton_picks.reach_pairs(PROBE_GPUS))
+            # points each reach problem refuses for registers alone, judged by ptxas
+            pairs = triton_picks.reach_pairs(PROBE_GPUS)
+            # the refused point most likely to compile clean (an earlier run probed the fastest ones,
+            # which mostly spilled: reports/triton_compile_cache.json keeps them)
+            probes = triton_picks.probe_jobs(pairs, likely=True)
             if progress:
                 progress(f"probe: {len(probes)} compiles")
             triton_picks.record(zip(probes, runner.compile_all(probes, progress), strict=True), table_path)

@@ -145,10 +145,13 @@ def seed_jobs() -> list[CompileJob]:
 CLASS_HEAD_DIMS = (8, 16, 24, 32, 56, 64, 120, 128, 248, 256)
 
 
-def refused_candidates(problem: Problem, gpu: str, count: int = 1) -> list[dict[str, int]]:
+def refused_candidates(
+    problem: Problem, gpu: str, count: int = 1, likely: bool = False
+) -> list[dict[str, int]]:
     """The ``count`` points of the problem's space the model refuses for registers alone (no other
     limit), fastest predicted first: where the conservative bound may be wrong and the tuner would
-    go if ptxas agreed."""
+    go if ptxas agreed. ``likely``: the ones most likely to compile clean first (the most warps under
+    the 255-register cap, i.e. 8, the fewest rows and stages), fastest among those."""
     from tunekit.bench.triton_check import space_points
     from tunekit.cost import estimate
 
@@ -161,10 +164,20 @@ def refused_candidates(problem: Problem, gpu: str, count: int = 1) -> list[dict[
                 refused.append((estimate(space, point).total_us_per_step, sorted(point.items()), point))
             except (ArithmeticError, ValueError):
                 continue
-    return [point for _, _, point in sorted(refused, key=lambda x: x[:2])[:count]]
+    if likely:
+
+        def pressure(p: dict[str, int]) -> tuple[int, ...]:
+            return (abs(8 - p["num_warps"]), p["block_b"], p["num_stages"], -p.get("r_once", 0))
+
+        refused.sort(key=lambda x: (pressure(x[2]), x[0], x[1]))
+    else:
+        refused.sort(key=lambda x: x[:2])
+    return [point for _, _, point in refused[:count]]
 
 
-def probe_jobs(pairs: Iterable[tuple[Problem, str]], count: int = 1) -> list[CompileJob]:
+def probe_jobs(
+    pairs: Iterable[tuple[Problem, str]], count: int = 1, likely: bool = False
+) -> list[CompileJob]:
     """The kernels of each pair's ``count`` fastest refused-for-registers points that the table
     does not hold yet."""
     from tunekit.constraints.triton_registers import _table
@@ -174,7 +187,7 @@ def probe_jobs(pairs: Iterable[tuple[Problem, str]], count: int = 1) -> list[Com
     jobs: dict[str, CompileJob] = {}
     for problem, gpu in pairs:
         arch = load_profile(gpu).arch
-        for point in refused_candidates(problem, gpu, count):
+        for point in refused_candidates(problem, gpu, count, likely):
             for job in kernel_jobs(problem, point, arch):
                 rows = groups.get(job_group(job), [])
                 if not any(
