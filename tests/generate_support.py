@@ -25,6 +25,7 @@ TOL = {
     torch.float32: (2e-5, 1e-6),
     torch.float16: (5e-3, 1e-4),
     torch.bfloat16: (3e-2, 1e-3),
+    "tf32": (5e-3, 1e-4),  # fp32 whose products run on tf32 tensor cores (the tuner's fp32 configurations)
 }
 
 CHILD = r"""
@@ -112,7 +113,7 @@ def reference(case: dict, backward: bool) -> dict:
     return result
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | str, what: str) -> None:
     rtol, atol = TOL[dtype]
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     error = (actual.double() - expected).abs().max().item()

@@ -148,14 +148,16 @@ def test_a_fifth_cell_runs_on_the_fused_triton_kernel(monkeypatch):
     Wx = torch.randn(B, T, 2, N, D, generator=g, requires_grad=True)
     R = (torch.randn(2, N, D, D, generator=g) / 4).requires_grad_()
     b = torch.randn(2, N, D, generator=g, requires_grad=True)
+    # config=None: the tuner's fp32 configuration, whose products run on tf32 tensor cores (the
+    # interpreter truncates the operands as they do), hence tolerances of a 10-bit mantissa
     fused, _ = tunekit.rnn(Wx, R, b, cell="mgu", backend="triton-fused")
     reference, _ = tunekit.rnn(Wx.double(), R.double(), b.double(), cell="mgu")
-    torch.testing.assert_close(fused.double(), reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused.double(), reference, rtol=5e-3, atol=1e-3)
     weights = torch.randn(fused.shape, generator=g)
     grads = torch.autograd.grad((fused * weights).sum(), (Wx, R, b))
     expected = torch.autograd.grad((reference * weights.double()).sum(), (Wx, R, b))
     for name, got, want in zip(("Wx", "R", "b"), grads, expected, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
+        torch.testing.assert_close(got, want, rtol=5e-3, atol=1e-3, msg=lambda m, n=name: f"d{n}: {m}")
 
 
 def test_register_cell_refuses_a_taken_name():

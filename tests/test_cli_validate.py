@@ -163,6 +163,7 @@ def test_a_cuda_kernel_outside_its_tolerance_fails_with_exit_1(monkeypatch):
 
 
 def test_an_explicit_problem_without_configurations_exits_1_with_the_reason():
+    # sLSTM training at D=512: one copy of R (4 x 512 x 512 bf16, 2 MiB) exceeds any SM's shared memory
     args = (
         "--backend",
         "triton-fused",
@@ -171,7 +172,7 @@ def test_an_explicit_problem_without_configurations_exits_1_with_the_reason():
         "--cell",
         "slstm",
         "--head-dim",
-        "64",
+        "512",
         "--json",
     )
     result = run(*args)

@@ -18,7 +18,15 @@ LSTM = Problem("lstm", batch=12, heads=2, head_dim=48, dtype="bfloat16", directi
 def test_a_mapping_becomes_the_kernel_config_of_the_call_with_implied_tunables_filled_in():
     config = check_config({"block_b": 16, "num_warps": 4, "num_stages": 1}, "triton-fused", LSTM)
     assert config.family == "triton-fused" and config.problem == LSTM and config.gpu == "a100-sxm4-80gb"
-    assert config.params == {"block_b": 16, "num_warps": 4, "num_stages": 1, "d_pad": 64}
+    # d_pad and tf32 have one value for this problem; r_once (two) is implied by tunekit.config_check.IMPLIED
+    assert config.params == {
+        "block_b": 16,
+        "num_warps": 4,
+        "num_stages": 1,
+        "d_pad": 64,
+        "r_once": 0,
+        "tf32": 0,
+    }
 
 
 def test_numpy_integers_labels_and_options_are_accepted():

@@ -8,7 +8,8 @@ import pytest
 from test_constraints_occupancy import GPUS, plain_fits
 
 from tunekit.constraints import build_space
-from tunekit.constraints.triton_resources import triton_fused_registers_per_thread, triton_fused_shared_bytes
+from tunekit.constraints.triton_fused import kernel_resources
+from tunekit.constraints.triton_kernel import kernel_head_dim
 from tunekit.hardware import load_profile
 from tunekit.problem import Problem
 from tunekit.solvers import enumerate_all, explain
@@ -24,17 +25,20 @@ CASES = [
 IDS = [f"{p.cell}-B{p.batch}-N{p.heads}-D{p.head_dim}-{p.dtype}-{p.direction}" for p in CASES]
 
 
-def plain_resources(p: Problem, gpu, bb: int, w: int, st: int, dp: int) -> list[dict[str, int]]:
-    """Resources of each kernel a configuration serves, from the resource formulas on ints."""
+def plain_resources(
+    p: Problem, gpu, bb: int, w: int, st: int, dp: int, ro: int, tf32: int
+) -> list[dict[str, int]]:
+    """Resources of each kernel a configuration serves, from the per-kernel function on ints."""
+    point = {"block_b": bb, "num_warps": w, "num_stages": st, "r_once": ro}
     out = []
     for d in p.directions:
-        args = (p.g_r, p.n_states, dp, bb, w, st, p.dtype_bytes, d)
+        regs, shared = kernel_resources(p.cell, d, p.dtype, kernel_head_dim(p.head_dim), point, gpu)
         out.append(
             {
                 "threads_per_block": 32 * w,
                 "blocks": p.heads * -(-p.batch // bb),
-                "registers_per_thread": triton_fused_registers_per_thread(*args),
-                "shared_memory_bytes_per_block": triton_fused_shared_bytes(*args),
+                "registers_per_thread": regs,
+                "shared_memory_bytes_per_block": shared,
             }
         )
     return out
@@ -67,12 +71,32 @@ def test_native_and_cpsat_enumerate_the_same_configurations(problem):
 def test_known_lstm_bf16_d128_compile_is_feasible_and_its_shared_memory_matches():
     space = build_space("triton-fused", Problem("lstm", 16, 1, 128), load_profile("a100"))
     assert space.enumerate(), "LSTM forward at D=128 in bf16 fits an A100 SM"
-    shared = space.resources({"block_b": 16, "num_warps": 4, "num_stages": 1, "d_pad": 128})
-    assert shared["shared_memory_bytes_per_block"] == triton_fused_shared_bytes(
-        4, 2, 128, 16, 4, 1, 2, "forward"
-    )
-    # Triton on sm_80 for BLOCK_B=16, 4 warps asked 143,360 B (DESIGN §6; later templates ask less)
-    assert abs(shared["shared_memory_bytes_per_block"] - 143360) <= 0.10 * 143360
+    point = {"block_b": 16, "num_warps": 8, "num_stages": 1, "d_pad": 128, "r_once": 0, "tf32": 0}
+    # Triton's metadata.shared for this compile (sm_80, maxnreg 255): 4 R tiles + one bf16 tile
+    assert space.resources(point)["shared_memory_bytes_per_block"] == 135168
+
+
+def test_fp32_runs_on_tf32_and_16_bit_training_chooses_the_backward_form():
+    gpu = load_profile("a100")
+    domains = {
+        (dtype, direction): {
+            v.name: list(v.domain.values)
+            for v in build_space(
+                "triton-fused", Problem("gru", 16, 1, 64, dtype=dtype, direction=direction), gpu
+            ).model.variables
+        }
+        for dtype in ("float32", "bfloat16")
+        for direction in ("forward", "both")
+    }
+    assert domains["float32", "both"]["tf32"] == [1] and domains["float32", "both"]["r_once"] == [0]
+    assert domains["bfloat16", "both"]["tf32"] == [0] and domains["bfloat16", "both"]["r_once"] == [0, 1]
+    assert domains["bfloat16", "forward"]["r_once"] == [0]  # a forward has no backward form
+
+
+def test_odd_head_dims_report_the_lanes_the_runtime_pads():
+    space = build_space("triton-fused", Problem("lstm", batch=5, heads=1, head_dim=61), load_profile("a100"))
+    res = space.resources(space.enumerate()[0])
+    assert (res["d_pad"], res["padding_d"], res["host_padding_d"]) == (64, 3, 3)
 
 
 @pytest.mark.parametrize("gpu", sorted(GPUS))
@@ -93,6 +117,7 @@ def test_padding_of_odd_d_and_b_is_reported_and_named():
     a = space.enumerate()[0]
     res = space.resources(a)
     assert (res["d_pad"], res["padding_d"], res["b_pad"], res["padding_b"]) == (64, 16, 16, 11)
+    assert res["host_padding_d"] == 0  # 48 is a multiple of 8: the rows are aligned as they are
     assert space.config(a).params["d_pad"] == 64 and "-dp64" in space.config(a).name
 
 
@@ -115,6 +140,7 @@ def test_both_directions_need_both_kernels_to_fit():
         for d in ("forward", "backward", "both")
     }
     fwd, bwd = (spaces[d].enumerate() for d in ("forward", "backward"))
-    assert spaces["both"].enumerate() == [a for a in fwd if a in bwd]
+    # the forward has no backward form: a training configuration's forward is its r_once = 0 point
+    assert spaces["both"].enumerate() == [a for a in bwd if {**a, "r_once": 0} in fwd]
     names = {c.name for c in spaces["both"].model.constraints}
     assert {"shared_memory_per_block_forward", "shared_memory_per_block_backward"} <= names

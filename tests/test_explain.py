@@ -77,7 +77,9 @@ def test_triton_d1024_lists_every_resource_that_rules_it_out():
 
 
 def test_training_needs_r_and_its_transpose_forward_only_fits():
-    e = explain(Problem("lstm", batch=16, heads=1, head_dim=128, direction="both"), A100, "triton-fused")
+    # fp32 (tf32) keeps R twice in the backward: 128 KiB at D=64, over the L4's 99 KiB (forward: 64 KiB)
+    problem = Problem("lstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both")
+    e = explain(problem, L4, "triton-fused")
     assert "shared_memory_per_block_backward" in _names(e, 1)
     assert _alternative(e, "direction").problem.direction == "forward"
 

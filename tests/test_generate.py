@@ -67,14 +67,15 @@ def test_package_runs_without_tunekit_and_matches_the_reference(tmp_path, cell, 
     assert result["tier"] == generated.choice.tier == "predicted"
     torch_dtype = DTYPES[dtype]
     assert result["states"].dtype == torch_dtype
-    assert_close(result["states"], expected["states"], torch_dtype, "all states")
-    assert_close(result["last"], expected["last"], torch_dtype, "final states")
+    tol = "tf32" if generated.choice.config.params.get("tf32") else torch_dtype  # fp32 on tf32 tensor cores
+    assert_close(result["states"], expected["states"], tol, "all states")
+    assert_close(result["last"], expected["last"], tol, "final states")
     if backward:
         for what, grad, grad_ref in zip(
             ("dWx", "dR", "db", "dstates0"), result["grads"], expected["grads"], strict=True
         ):
             assert grad is not None and grad.dtype == torch_dtype, what
-            assert_close(grad, grad_ref, torch_dtype, what)
+            assert_close(grad, grad_ref, tol, what)
     else:
         assert "direction 'forward'" in result["refused"] and "--direction both" in result["refused"]
     assert result["layer_shape"] == (len(case["inputs"][3]), 2, 3, 2, head_dim)
@@ -175,8 +176,8 @@ def test_tunekit_load_runs_the_package_and_refuses_an_edited_one(tmp_path):
     with torch.no_grad():
         states, last = package.rnn(*case["inputs"])
     expected = reference(case, backward=False)
-    assert_close(states, expected["states"], torch.float32, "all states")
-    assert_close(last, expected["last"], torch.float32, "final states")
+    assert_close(states, expected["states"], "tf32", "all states")  # the tuned fp32 form: tf32 products
+    assert_close(last, expected["last"], "tf32", "final states")
     with pytest.raises(ValueError, match=r"Wx: got shape \(3, 4, 4, 2, 20\).*regenerate"):
         package.rnn(torch.zeros(3, 4, 4, 2, 20), *case["inputs"][1:3])
     with pytest.raises(ValueError, match="dtype torch.float32"):
@@ -196,7 +197,8 @@ def test_bad_requests_say_what_is_wrong():
     with pytest.raises(ValueError, match="backend: got 'cuda'"):
         choose(_problem(), "a100", backend="cuda")
     with pytest.raises(NoFeasibleConfig, match="triton-fused"):
-        choose(_problem("lstm", "float32", "both", 24), "a100", backend="triton-fused")
+        # R of one head alone (4 x 512 x 512 fp32, 4 MiB) exceeds the A100's shared memory
+        choose(_problem("lstm", "float32", "both", 512), "a100", backend="triton-fused")
 
 
 def test_a_family_that_cannot_be_packaged_is_named_not_silently_replaced(monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import triton
-from test_triton_fused import CELL_NAMES, DTYPE_IDS, check_against_reference
+from test_triton_fused import CELL_NAMES, CONFIG, DTYPE_IDS, TUNED_FORM, check_against_reference
 
 pytestmark = [
     pytest.mark.gpu,
@@ -28,7 +28,20 @@ def compiled_kernels():
 @pytest.mark.parametrize("dtype", list(DTYPE_IDS), ids=list(DTYPE_IDS.values()))
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_compiled_kernels_match_reference(cell, dtype):
+    # fp32 with exact products, 16-bit in the rows form (R and R^T)
     check_against_reference(cell, B=5, T=63, N=3, D=48, dtype=dtype, seed=13, device="cuda")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPE_IDS), ids=list(DTYPE_IDS.values()))
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_the_tuned_forms_match_reference(cell, dtype):
+    # fp32 on tf32 tensor cores, 16-bit with one copy of R in the backward (the device's dot forms);
+    # D = 61 runs on copies padded to 64 lanes
+    tol = "tf32" if dtype == torch.float32 else None
+    config = CONFIG | TUNED_FORM[dtype]
+    check_against_reference(
+        cell, B=5, T=63, N=3, D=61, dtype=dtype, config=config, seed=13, device="cuda", tol=tol
+    )
 
 
 @pytest.mark.parametrize("head_dim", [64, 96, 128])

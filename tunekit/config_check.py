@@ -15,7 +15,8 @@ the tuner or the database) or as a mapping a user wrote (``{"block_b": 16, "num_
   the key and the known ones;
 - every tunable is an integer (``16.9`` is an error, never truncated to 16; so are ``16.0``,
   ``"16"`` and ``True``) inside its variable's domain for the problem (a KernelConfig: the problem
-  it was tuned for). A tunable whose domain has a single value may be omitted (it is implied);
+  it was tuned for). A tunable whose domain has a single value may be omitted (it is implied), and
+  so may one of :data:`IMPLIED` (its stated value);
 - every option is one of its allowed strings.
 
 Errors are ValueError naming the key, the value and what is allowed. Every family's runtime calls
@@ -30,13 +31,21 @@ from typing import Any
 
 from tunekit.problem import FAMILIES, KernelConfig, Problem
 
-__all__ = ["LABELS", "OPTIONS", "call_problem", "check_config", "config_options"]
+__all__ = ["IMPLIED", "LABELS", "OPTIONS", "call_problem", "check_config", "config_options"]
 
 # Non-integer launch options per family: key -> (allowed values, default). A family adds its own here.
 OPTIONS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
     # tl.dot input_precision for float32 operands (templates/triton/fused_*.py.j2): exact IEEE
     # products, or TF32 tensor-core inputs (10-bit mantissa)
     "triton-fused": {"dot_precision": (("ieee", "tf32"), "ieee")},
+    "cuda-alternating": {},
+    "cuda-fused": {},
+}
+# Tunables a mapping may omit although their domain has several values: key -> the value meant.
+IMPLIED: dict[str, dict[str, int]] = {
+    # the backward's form: a mapping without it means the rows form (two copies of R), as before
+    # the one-copy form existed (tunekit.constraints.triton_fused)
+    "triton-fused": {"r_once": 0},
     "cuda-alternating": {},
     "cuda-fused": {},
 }
@@ -180,6 +189,10 @@ def check_config(config: Any, family: str, problem: Problem, *, gpu: Any = None)
         if var.name not in values:
             if len(var.domain) == 1:
                 items.append((var.name, var.domain.lo))
+                continue
+            implied = IMPLIED.get(family, {})
+            if var.name in implied and implied[var.name] in var.domain:
+                items.append((var.name, implied[var.name]))
                 continue
             missing = [n for n in space.tunables if n not in values and len(space.model.var(n).domain) > 1]
             raise ValueError(f"config: missing {missing}; got keys {sorted(values)}")

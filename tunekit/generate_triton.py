@@ -35,14 +35,18 @@ class TritonVariant:
         }
 
     def context(self, choice: Choice) -> dict[str, Any]:
-        """The launch constants, checked by the runtime's own reader of a configuration."""
-        from tunekit.kernels.triton_fused import launch_params
+        """The launch constants, checked by the runtime's own reader of a configuration: the tunables,
+        each kernel's constexprs (the backward's dot forms follow the GPU's architecture), the
+        register cap the kernels compile with and the D they run with (rows 16-byte aligned)."""
+        from tunekit.constraints.triton_kernel import kernel_head_dim, register_cap
+        from tunekit.kernels.triton_fused import kernel_constexprs, launch_params
 
         p = choice.problem
         training = p.direction == "both"
         params = launch_params(
-            choice.config, p.cell, p.head_dim, p.dtype, batch=p.batch, heads=p.heads, training=training
-        )
+            choice.config, p.cell, p.head_dim, p.dtype, batch=p.batch, heads=p.heads, training=training,
+            arch=choice.profile.arch,
+        )  # fmt: skip
         return {
             "config": {
                 "block_b": params.block_b,
@@ -50,7 +54,13 @@ class TritonVariant:
                 "num_stages": params.num_stages,
                 "d_pad": params.d_pad,
             },
-            "literals": {"dot_precision": params.dot_precision},
+            "literals": {
+                "dot_precision": params.dot_precision,
+                "forward_constexprs": kernel_constexprs("forward", p.dtype, params),
+                "backward_constexprs": kernel_constexprs("backward", p.dtype, params) if training else {},
+                "maxnreg": register_cap(params.num_warps, choice.profile),
+                "d_run": kernel_head_dim(p.head_dim),
+            },
         }
 
     def runtime_files(self, context: dict[str, Any]) -> dict[str, bytes]:

@@ -35,6 +35,8 @@ PARAM_TAGS: dict[str, str] = {
     "num_warps": "w",
     "num_stages": "s",
     "d_pad": "dp",
+    "r_once": "ro",  # triton-fused backward: one copy of R
+    "tf32": "tf",  # triton-fused fp32: products on tf32 tensor cores
     "tile_m": "tm",
     "tile_n": "tn",
     "tile_k": "tk",

@@ -1,446 +1,150 @@
-"""Calibration of the triton-fused resource model against the compiler, and the head-dim report.
+"""``tunekit bench calibrate-triton``: the triton-fused resource model against the compiler.
 
-``python -m tunekit.bench.calibrate_triton`` samples configurations of the rendered triton-fused
-kernels (every cell, forward and backward, fp32/fp16/bf16, head dims including non-powers of two,
-block_b 16..128, num_warps 1..16, num_stages 1..2), compiles each for sm_80 and sm_90 without a GPU
-(:func:`tunekit.validation.compile_case`), and writes
+One run, every compile cached (``reports/triton_compile_cache.json``, keyed by the kernel's source
+hash, so a second run only compiles what is new):
 
-* ``reports/triton_calibration.{md,csv,json}``: predicted vs actual registers and shared memory,
-  spills, the model's verdict (and the constraint that rejects) vs the compiler's verdict;
-* ``reports/triton_headdim.md``: the largest head dim for which triton-fused forward and
-  forward+backward are feasible by the model and spill-free by the compiler, on a100 and h100
-  (the study lives in :mod:`tunekit.bench.triton_headdim`).
-
-Compiles run in one worker process (killed and restarted when a compile passes the time limit) and
-their raw results are cached in a JSON file keyed by the configuration's canonical name, so a second
-run only recompiles what is new, and a change of the formulas needs no recompilation.
+1. **table**: walks the configurations of every kernel, tile and architecture of its scope
+   (:mod:`tunekit.bench.triton_sweep`) and writes the measured register table the model reads
+   (``tunekit/constraints/triton_registers.json``, :mod:`tunekit.bench.triton_table`);
+2. **sample**: compiles a seeded sample of the whole space and compares the model with ptxas and
+   Triton (registers, spills, shared memory; the bound alone and the model with its table):
+   ``reports/triton_calibration.{md,csv,json}`` (:mod:`tunekit.bench.triton_calibration_report`);
+2b. **probe**: compiles, for the reach problems at each class of D, the fastest configuration the
+   model refuses for registers alone (where the conservative bound may be wrong) that is most likely
+   to compile clean (8 warps, small blocks), and records it;
+2c. **picks**: tunes the check problems and compiles what the tuner returns until every returned
+   configuration has been compiled (a spill refuses its point; :mod:`tunekit.bench.triton_picks`),
+   after compiling seed points at issue 14's training targets;
+3. **check**: tunes the fixed problem set and compiles every returned configuration, and measures
+   how many configurations the model refuses although they compile cleanly:
+   ``reports/triton_tuned_check.json`` (:mod:`tunekit.bench.triton_check`; CI re-reads it);
+4. **reach**: the largest head dim per cell, dtype and GPU for inference and training:
+   ``reports/triton_headdim.md`` (:mod:`tunekit.bench.triton_headdim`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
-import os
-import random
-import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from tunekit.validation import (
-    DEFAULT_PROFILE,
-    SHARED_TOLERANCE,
-    Prediction,
-    TritonCase,
-    predict,
-)
+from tunekit.bench import triton_calibration_report as report
+from tunekit.bench import triton_check, triton_headdim, triton_picks, triton_table
+from tunekit.bench.triton_compile import CompileRunner
+from tunekit.bench.triton_sweep import groups, sample_jobs
+from tunekit.files import write_atomic
 
 REPORTS = Path("reports")
-DEFAULT_CACHE = REPORTS / "triton_calibration_cache.json"
-# One compile of a large, spilling kernel takes ptxas up to a minute on a shared 2-core machine.
-COMPILE_TIMEOUT_S = 150.0
-
-CELLS = ("lstm", "gru", "slstm", "elman")
-DIRECTIONS = ("forward", "backward")
-DTYPES = ("float32", "float16", "bfloat16")
-HEAD_DIMS = (16, 20, 24, 32, 40, 48, 64, 80, 96, 128)  # non-powers of two pad up to the next tile
-BLOCK_BS = (16, 32, 64, 128)
-WARPS = (1, 2, 4, 8, 16)
-STAGES = (1, 2)
-# Beyond this many elements of one block_b x d_pad tile per thread, a kernel holds > 8 fp32 tiles of
-# >= 16 registers each: the model rejects it by a wide margin and ptxas needs minutes to spill it.
-MAX_TILE_ELEMENTS_PER_THREAD = 16
-
-
-# ---- compiling, cached ----------------------------------------------------------------------------
+DEFAULT_CACHE = REPORTS / "triton_compile_cache.json"
+CHECK_REPORT = "triton_tuned_check.json"
+TABLE_ARCHS = (80, 89, 90)
+# What the table walks: "standard": every tile with D = d_pad, and tiles 64 and 128 with padded lanes
+# (D = 33..56, 65..120: common head dims) on sm_80 and sm_90; "all": padded lanes everywhere
+SCOPES = ("standard", "all")
+PART_TILES, PART_ARCHS = (64, 128), (80, 90)
+SAMPLE_SEED = 1
+STEPS = ("table", "sample", "probe", "picks", "check", "reach")
+# one GPU per register architecture of the reach table (l4 stands for sm_89, also the rtx4090's)
+PROBE_GPUS = ("a100", "h100", "l4")
+# the refused points the check compiles to measure how many of them would have compiled clean
+REFUSED_SAMPLE = 60
 
 
-@dataclass(frozen=True)
-class Compiled:
-    """What the compiler said about one configuration (or why it said nothing)."""
+def _reset_model_caches() -> None:
+    """The model reads the table once per process: re-read it after writing a new one."""
+    from tunekit.constraints import triton_registers
 
-    registers: int = 0
-    spill_bytes: int = 0
-    shared: int = 0
-    seconds: float = 0.0
-    error: str = ""  # "timeout after N s" or the exception; empty when the compile succeeded
+    triton_registers.reload()
 
 
-def _worker(conn: Any) -> None:
-    """Compile loop of the worker process: receive (case fields, arch), send Compiled fields."""
-    os.setpgrp()  # its own process group, so a timeout also ends the ptxas it started
-    from tunekit.validation import compile_kernel
-
-    while True:
-        message = conn.recv()
-        if message is None:
-            return
-        fields, arch = message
-        try:
-            report = compile_kernel(TritonCase(**fields), arch)
-            spills = report.spill_stores_bytes + report.spill_loads_bytes
-            result = Compiled(report.registers, spills, report.shared_bytes, round(report.seconds, 2))
-        except Exception as error:  # a failed compile is a result, not a crash of the sweep
-            result = Compiled(error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
-        conn.send(asdict(result))
-
-
-class CompileRunner:
-    """Compiles cases in a worker process with a time limit, caching results by canonical name."""
-
-    def __init__(self, cache_path: Path = DEFAULT_CACHE, timeout_s: float = COMPILE_TIMEOUT_S) -> None:
-        self.cache_path = Path(cache_path)
-        self.timeout_s = timeout_s
-        self.cache: dict[str, dict[str, Any]] = {}
-        if self.cache_path.exists():
-            self.cache = json.loads(self.cache_path.read_text(encoding="utf-8"))
-        self._process: Any = None
-        self._conn: Any = None
-
-    def _start(self) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_worker, args=(child,), daemon=True)
-        self._process.start()
-
-    def _stop(self, kill: bool) -> None:
-        if self._process is None:
-            return
-        if kill:
-            with contextlib.suppress(ProcessLookupError):  # the worker's own group only
-                os.killpg(self._process.pid, signal.SIGKILL)
-        else:
-            self._conn.send(None)
-        self._process.join(timeout=10)
-        self._process = self._conn = None
-
-    def compile(self, case: TritonCase, arch: int) -> Compiled:
-        """The cached result, or a fresh compile (saved to the cache file at once)."""
-        name = case.name(arch)
-        if name in self.cache:
-            return Compiled(**self.cache[name])
-        if self._process is None:
-            self._start()
-        self._conn.send((asdict(case), arch))
-        if self._conn.poll(self.timeout_s):
-            result = Compiled(**self._conn.recv())
-        else:
-            self._stop(kill=True)
-            result = Compiled(error=f"timeout after {self.timeout_s:.0f} s")
-        self.cache[name] = asdict(result)
-        self._save()
-        return result
-
-    def _save(self) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.cache, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.cache_path)
-
-    def close(self) -> None:
-        self._stop(kill=False)
-
-    def __enter__(self) -> CompileRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop(kill=exc[0] is not None)
-
-
-# ---- sampling -------------------------------------------------------------------------------------
-
-
-def tile_elements_per_thread(case: TritonCase) -> float:
-    """Elements of one block_b x d_pad tile that each of the 32 * num_warps threads holds."""
-    return case.block_b * case.d_pad / (32 * case.num_warps)
-
-
-def sample_cases(count: int, seed: int = 0) -> list[TritonCase]:
-    """``count`` distinct configurations drawn uniformly (seeded) from the calibration space."""
-    if count < 1:
-        raise ValueError(f"count: expected >= 1 configurations, received {count!r}")
-    rng = random.Random(seed)
-    seen: dict[tuple[Any, ...], TritonCase] = {}
-    while len(seen) < count:
-        case = TritonCase(
-            cell=rng.choice(CELLS),
-            direction=rng.choice(DIRECTIONS),
-            dtype=rng.choice(DTYPES),
-            head_dim=rng.choice(HEAD_DIMS),
-            block_b=rng.choice(BLOCK_BS),
-            num_warps=rng.choice(WARPS),
-            num_stages=rng.choice(STAGES),
-        )
-        if tile_elements_per_thread(case) <= MAX_TILE_ELEMENTS_PER_THREAD:
-            seen.setdefault(astuple_key(case), case)
-    return list(seen.values())
-
-
-def astuple_key(case: TritonCase) -> tuple[Any, ...]:
-    return tuple(asdict(case).values())
-
-
-# ---- rows: model next to compiler -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    """One configuration of the calibration report."""
-
-    name: str
-    arch: int
-    case: TritonCase
-    prediction: Prediction
-    compiled: Compiled
-
-    @property
-    def compiler_ok(self) -> bool:
-        """The compiler's verdict: compiled, no spills, shared memory within the GPU's opt-in limit."""
-        c = self.compiled
-        p = self.prediction
-        return (
-            not c.error
-            and c.spill_bytes == 0
-            and c.registers <= p.register_limit
-            and c.shared <= p.shared_limit
-        )
-
-    @property
-    def shared_error(self) -> float:
-        """(predicted - actual) / actual shared memory; positive = the model over-estimates."""
-        actual = self.compiled.shared
-        return (self.prediction.shared_bytes - actual) / actual if actual else float("nan")
-
-    @property
-    def register_error(self) -> float:
-        actual = self.compiled.registers
-        return (self.prediction.registers - actual) / actual if actual else float("nan")
-
-    def fields(self) -> dict[str, Any]:
-        p, c = self.prediction, self.compiled
-        return {
-            "name": self.name,
-            "arch": f"sm_{self.arch}",
-            "cell": self.case.cell,
-            "direction": self.case.direction,
-            "dtype": self.case.dtype,
-            "head_dim": self.case.head_dim,
-            "d_pad": self.case.d_pad,
-            "block_b": self.case.block_b,
-            "num_warps": self.case.num_warps,
-            "num_stages": self.case.num_stages,
-            "predicted_registers": p.registers,
-            "registers": c.registers,
-            "register_error_pct": round(100 * self.register_error, 1),
-            "predicted_shared": p.shared_bytes,
-            "shared": c.shared,
-            "shared_error_pct": round(100 * self.shared_error, 2),
-            "shared_limit": p.shared_limit,
-            "spill_bytes": c.spill_bytes,
-            "model_verdict": "accepted" if p.accepted else f"rejected ({', '.join(p.violations)})",
-            "compiler_verdict": compiler_verdict(self),
-            "compile_seconds": c.seconds,
-        }
-
-
-def compiler_verdict(row: Row) -> str:
-    c = row.compiled
-    if c.error:
-        return f"error: {c.error}"
-    problems = []
-    if c.spill_bytes:
-        problems.append(f"spills {c.spill_bytes} B")
-    if c.shared > row.prediction.shared_limit:
-        problems.append("shared over the opt-in limit")
-    return "ok" if not problems else ", ".join(problems)
-
-
-def profile_of(arch: int) -> Any:
-    """The profile whose limits judge ``arch`` (a100 for sm_80, h100 for sm_90)."""
-    from tunekit.hardware import load_profile
-
-    return load_profile(DEFAULT_PROFILE[arch])
-
-
-def evaluate(
-    cases: Iterable[TritonCase],
-    archs: Sequence[int],
-    runner: CompileRunner,
-    progress: Callable[[str], None] | None = None,
-) -> list[Row]:
-    """Compile (or read from the cache) every case for every architecture and pair it with the model."""
-    rows = []
-    for arch in archs:
-        gpu = profile_of(arch)
-        for case in cases:
-            compiled = runner.compile(case, arch)
-            rows.append(Row(case.name(arch), arch, case, predict(case, gpu), compiled))
-            if progress:
-                progress(f"{rows[-1].name}: {compiler_verdict(rows[-1])}")
-    return rows
-
-
-# ---- the calibration report -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The figures issue 4 asks for, per architecture."""
-
-    arch: int
-    configs: int
-    compiled: int
-    accepted: int
-    accepted_spilling: int  # must be 0
-    max_shared_error_accepted: float  # largest |predicted - actual| / actual among accepted configs
-    shared_exact: int  # configs (all compiled) whose predicted shared memory equals the compiler's
-    shared_under: int  # configs (all compiled) whose prediction is below the compiler's
-    conservative: int  # rejected by the model, yet the compiler runs them spill-free within limits
-    register_slack_median: float  # median (predicted - ptxas) registers among accepted configs
-
-    def line(self) -> str:
-        return (
-            f"sm_{self.arch}: {self.configs} configurations ({self.compiled} compiled), "
-            f"{self.accepted} accepted by the model, {self.accepted_spilling} of them spill; max shared "
-            f"error among accepted configurations {100 * self.max_shared_error_accepted:.1f}%; shared exact "
-            f"on {self.shared_exact}, under the compiler on {self.shared_under}; {self.conservative} "
-            f"rejected but spill-free (conservative); median register over-estimate among accepted "
-            f"{self.register_slack_median:+.0f}"
-        )
-
-
-def summarize(rows: Sequence[Row], arch: int) -> Summary:
-    mine = [r for r in rows if r.arch == arch]
-    done = [r for r in mine if not r.compiled.error]
-    accepted = [r for r in done if r.prediction.accepted]
-    slack = sorted(r.prediction.registers - r.compiled.registers for r in accepted)
-    return Summary(
-        arch=arch,
-        configs=len(mine),
-        compiled=len(done),
-        accepted=len(accepted),
-        accepted_spilling=sum(not r.compiler_ok for r in accepted),
-        max_shared_error_accepted=max((abs(r.shared_error) for r in accepted), default=0.0),
-        shared_exact=sum(r.prediction.shared_bytes == r.compiled.shared for r in done),
-        shared_under=sum(r.prediction.shared_bytes < r.compiled.shared for r in done),
-        conservative=sum(r.compiler_ok and not r.prediction.accepted for r in done),
-        register_slack_median=slack[len(slack) // 2] if slack else 0.0,
-    )
-
-
-def _md_table(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
-    return "\n".join(out)
-
-
-NOTES = [
-    "## What the compiler does that the model does not follow",
-    "",
-    "- ptxas sometimes settles below the register limit at an occupancy step and spills a few bytes "
-    "(128 registers at 8 warps on sm_80, 168 at 4 warps on sm_90a; 8-48 B): the register bound cannot "
-    "see it. The backward counts at least num_warps elements per thread, which rejects the 8-warp "
-    "LSTM backward where this happened; the head-dim report lists the one remaining case.",
-    "- One sm_80 GRU forward at 16 warps and block_b 128 converts more in fp32 than the model counts "
-    "(listed below; the model rejects it for its registers). sm_90's warpgroup MMA (16-bit, "
-    "block_b >= 64, >= 4 warps) stores R once in the backward: the model knows it when given arch=90.",
-    "- The register bound is loose (see the median over-estimate): it is fitted so that no sampled "
-    "spill-free compile exceeds it, not to match ptxas.",
-    "",
-]
-
-
-CSV_COLUMNS = (
-    "name", "arch", "predicted_registers", "registers", "register_error_pct", "predicted_shared", "shared",
-    "shared_error_pct", "shared_limit", "spill_bytes", "model_verdict", "compiler_verdict", "compile_seconds",
-)  # fmt: skip
-
-
-def write_calibration(rows: Sequence[Row], archs: Sequence[int], out_dir: Path = REPORTS) -> list[Path]:
-    """reports/triton_calibration.{md,csv,json} from ``rows``; returns the paths written."""
-    import triton
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [summarize(rows, a) for a in archs]
-    md = [
-        "# triton-fused resource model vs the compiler",
-        "",
-        f"Generated by `python -m tunekit.bench.calibrate_triton` (triton {triton.__version__}, its bundled "
-        "ptxas; no GPU). Each row is one rendered kernel (`templates/triton/fused_*.py.j2`) compiled "
-        "ahead of time; *model* columns come from `tunekit/constraints/triton_resources.py`, judged against "
-        "the "
-        "a100 (sm_80) and h100 (sm_90) profiles: registers per thread <= min(255, 64K / threads), shared "
-        "memory <= the opt-in limit. Error % = (model - compiler) / compiler.",
-        "",
-        "## Summary",
-        "",
-        *[f"- {s.line()}" for s in summaries],
-        "",
-        "## Configurations",
-        "",
-    ]
-    header = ("configuration", "regs model", "regs ptxas", "err %", "shared model", "shared compiler",
-              "err %", "spill B", "model", "compiler")  # fmt: skip
-    lines = []
-    for r in rows:
-        f = r.fields()
-        lines.append((f["name"], f["predicted_registers"], f["registers"], f["register_error_pct"],
-                      f["predicted_shared"], f["shared"], f["shared_error_pct"], f["spill_bytes"],
-                      f["model_verdict"], f["compiler_verdict"]))  # fmt: skip
-    md += [_md_table(header, lines), ""]
-    odd = [r for r in rows if not r.compiled.error and (r.shared_error < 0 or (r.prediction.accepted and
-           abs(r.shared_error) > SHARED_TOLERANCE))]  # fmt: skip
-    at = md.index("## Configurations")
-    md[at:at] = NOTES + [
-        "## Shared memory: under the compiler, or accepted and off by more than 5%",
-        "",
-        *[
-            f"- {r.name}: model {r.prediction.shared_bytes} B, compiler {r.compiled.shared} B "
-            f"({100 * r.shared_error:+.1f}%), {r.fields()['model_verdict']}"
-            for r in odd
-        ],  # fmt: skip
-        *([] if odd else ["- none"]),
-        "",
-    ]
-    paths = [
-        out_dir / "triton_calibration.md",
-        out_dir / "triton_calibration.csv",
-        out_dir / "triton_calibration.json",
-    ]
-    paths[0].write_text("\n".join(md), encoding="utf-8")
-    with paths[1].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(r.fields() for r in rows)
-    data = {"summary": [asdict(s) for s in summaries], "rows": [r.fields() for r in rows]}
-    paths[2].write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return paths
-
-
-# ---- entry point ----------------------------------------------------------------------------------
+def _in_scope(group: object, scope: str) -> bool:
+    if group.full or scope == "all":
+        return True
+    return group.d_pad in PART_TILES and group.arch in PART_ARCHS
 
 
 def run(
-    count: int = 56,
-    archs: Sequence[int] = (80, 90),
+    count: int = 240,
+    archs: Sequence[int] = TABLE_ARCHS,
     cache: Path = DEFAULT_CACHE,
     out_dir: Path = REPORTS,
-    headdim: bool = True,
+    table_path: Path = triton_table.DEFAULT_TABLE,
+    scope: str = "standard",
+    workers: int = 1,
+    steps: Sequence[str] = ("probe", "picks", "check", "reach"),
     progress: Callable[[str], None] | None = None,
+    top: int = triton_check.CHECK_TOP,
 ) -> list[Path]:
-    """Sample, compile (cached), and write the calibration (and head-dim) reports; returns the paths."""
-    with CompileRunner(cache) as runner:
-        rows = evaluate(sample_cases(count), archs, runner, progress)
-        paths = write_calibration(rows, archs, out_dir)
-        if headdim:
-            from tunekit.bench.triton_headdim import headdim_study, write_headdim  # imports this module
-
-            paths.append(write_headdim(headdim_study(archs, runner, progress), archs, out_dir))
+    """Run the steps (in order) and return the paths written; ``top``: how many configurations per
+    problem ``tune`` returns to the picks and the check (the best and ``top - 1`` candidates)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count: got {count!r}, expected a positive number of sampled configurations")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: got {workers!r}, expected a positive number of compile processes")
+    if scope not in SCOPES:
+        raise ValueError(f"scope: got {scope!r}, expected one of {SCOPES}")
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise ValueError(f"steps: unknown {unknown}; expected some of {', '.join(STEPS)}")
+    paths: list[Path] = []
+    runner = CompileRunner(cache, workers=workers)
+    try:
+        if "table" in steps:
+            chosen = [g for g in groups(archs, triton_table.shared_limit) if _in_scope(g, scope)]
+            walked = triton_table.measure(chosen, runner, progress)
+            paths.append(triton_table.write_table(walked, table_path))
+            _reset_model_caches()
+        if "sample" in steps:
+            jobs = sample_jobs(count, seed=SAMPLE_SEED, archs=archs)
+            results = runner.compile_all(jobs, progress)
+            rows = [report.row(job, result) for job, result in zip(jobs, results, strict=True)]
+            paths += report.write(rows, archs, out_dir)
+        if "probe" in steps:
+            # points each reach problem refuses for registers alone, judged by ptxas
+            pairs = triton_picks.reach_pairs(PROBE_GPUS)
+            # the refused point most likely to compile clean (an earlier run probed the fastest ones,
+            # which mostly spilled: reports/triton_compile_cache.json keeps them)
+            probes = triton_picks.probe_jobs(pairs, likely=True)
+            if progress:
+                progress(f"probe: {len(probes)} compiles")
+            triton_picks.record(zip(probes, runner.compile_all(probes, progress), strict=True), table_path)
+            _reset_model_caches()
+            paths.append(table_path)
+        if "picks" in steps:
+            # every compile of the current kernels the cache holds (earlier checks' refused samples,
+            # reach studies) is a measurement too
+            triton_picks.record(triton_picks.cached_results(runner.cache_results()), table_path)
+            seeds = triton_picks.seed_jobs()
+            triton_picks.record(zip(seeds, runner.compile_all(seeds, progress), strict=True), table_path)
+            pairs = [(p, g) for g in triton_check.CHECK_GPUS for p in triton_check.CHECK_PROBLEMS]
+            summary = triton_picks.close_loop(
+                lambda jobs: runner.compile_all(jobs, progress), pairs, table_path, top, progress
+            )
+            if progress:
+                progress(f"picks: {summary}")
+            paths.append(table_path)
+        if "check" in steps:
+            checked, empty = triton_check.check(runner.compile_all, top=top)
+            data = triton_check.as_json(checked, empty) | {"top": top}
+            data["refused_clean"] = triton_check.refused_clean(runner.compile_all, sample=REFUSED_SAMPLE)
+            data["bound_vs_ptxas"] = triton_check.bound_vs_ptxas(runner.cache_results())
+            path = out_dir / CHECK_REPORT
+            write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+            paths.append(path)
+        if "reach" in steps:
+            # a largest entry whose compile spills is recorded (its point refused) and studied again
+            for _ in range(triton_picks.MAX_ROUNDS):
+                _reset_model_caches()
+                entries = triton_headdim.study(runner.compile_all, progress)
+                compiled = [(job, c) for e in entries for job, c in e.jobs]
+                verified = all(e.verified for e in entries if e.feasible)
+                if not triton_picks.record(compiled, table_path) and verified:
+                    break
+            _reset_model_caches()
+            paths.append(triton_headdim.write(entries, out_dir))
+    finally:
+        runner.close()
     return paths
 
 
@@ -450,26 +154,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tunekit.bench.calibrate_triton", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--count", type=int, default=56, help="configurations sampled per architecture")
-    parser.add_argument("--archs", default="80,90", help="comma-separated compute capabilities, e.g. 80,90")
+    parser.add_argument("--count", type=int, default=240, help="configurations sampled (step sample)")
+    parser.add_argument("--archs", default="80,89,90", help="comma-separated compute capabilities")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="JSON cache of compile results")
     parser.add_argument("--out", type=Path, default=REPORTS, help="folder for the reports")
-    parser.add_argument("--no-headdim", action="store_true", help="skip reports/triton_headdim.md")
+    parser.add_argument("--scope", choices=SCOPES, default="standard", help="what the table walks")
+    parser.add_argument("--workers", type=int, default=1, help="compile processes in parallel")
+    parser.add_argument("--steps", default="probe,picks,check,reach", help="which steps, comma-separated")
+    parser.add_argument("--top", type=int, default=triton_check.CHECK_TOP, help="configurations per problem")
     args = parser.parse_args(argv)
     try:
         archs = [int(a) for a in args.archs.split(",") if a.strip()]
-        if any(a not in DEFAULT_PROFILE for a in archs) or not archs:
+        if not archs or any(a not in TABLE_ARCHS for a in archs):
             raise ValueError
     except ValueError:
-        parser.error(
-            f"--archs: received {args.archs!r}, expected a comma-separated list of {sorted(DEFAULT_PROFILE)}"
-        )
+        parser.error(f"--archs: received {args.archs!r}, expected a comma-separated list of {TABLE_ARCHS}")
+    if args.count < 1 or args.workers < 1:
+        parser.error("--count and --workers: expected >= 1")
     start = time.perf_counter()
 
     def progress(text: str) -> None:
         print(f"{time.perf_counter() - start:7.1f} s  {text}", flush=True)
 
-    paths = run(args.count, archs, args.cache, args.out, not args.no_headdim, progress)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    paths = run(args.count, archs, args.cache, args.out, scope=args.scope, workers=args.workers,
+                steps=steps, progress=progress, top=args.top)  # fmt: skip
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

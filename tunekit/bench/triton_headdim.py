@@ -1,191 +1,177 @@
-"""The head-dim study of the triton-fused kernels: ``reports/triton_headdim.md``.
+"""The reach of the triton-fused kernels: the largest head dim per cell, dtype and GPU.
 
-For each GPU (sm_80, sm_90), dtype and LSTM head dim, :func:`headdim_study` asks the resource model which
-configurations at B = 16 it accepts and compiles them (through the calibration's cached
-:class:`~tunekit.bench.calibrate_triton.CompileRunner`); :func:`write_headdim` writes the largest head dim
-for which forward and forward+backward are feasible and spill-free, with the evidence table. It runs as
-part of ``python -m tunekit.bench.calibrate_triton`` (and ``tunekit bench calibrate-triton``).
+For every cell, dtype and GPU (a100, h100, l4, rtx4090) and head dim D = 8, 16, ..., 256 at B = 16,
+one head, :func:`study` asks ``tune`` for the best triton-fused configuration for inference
+(``direction="forward"``) and for training (``"both"``), and compiles the kernels of the answer at
+the largest D found (cached): an entry counts only when every such kernel compiles without spills
+within the GPU's shared memory. :func:`write` renders ``reports/triton_headdim.md`` next to FlashRNN's
+Triton limits, with "every D up to" beside "largest D" (feasibility is not monotone in D where
+padded lanes change the tile).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunekit.bench.calibrate_triton import (
-    DIRECTIONS,
-    REPORTS,
-    STAGES,
-    WARPS,
-    CompileRunner,
-    Row,
-    _md_table,
-    compiler_verdict,
-    profile_of,
-)
-from tunekit.validation import Prediction, TritonCase, predict
+from tunekit.bench.triton_check import FAMILY, kernel_jobs
+from tunekit.files import write_atomic
+from tunekit.kernels.triton_fused_aot import Compiled, CompileJob
+from tunekit.problem import Problem
 
-__all__ = [
-    "FLASHRNN_TRAINING_LIMIT",
-    "HEADDIM_DIMS",
-    "HEADDIM_DTYPES",
-    "HeadDimEntry",
-    "headdim_cases",
-    "headdim_study",
-    "largest",
-    "write_headdim",
-]
-
-HEADDIM_DIMS = (16, 32, 64, 96, 128, 256)
-HEADDIM_DTYPES = ("bfloat16", "float32")
-FLASHRNN_TRAINING_LIMIT = 64  # DESIGN §4: FlashRNN's Triton path stops at D <= 64 for training
+GPUS = ("a100", "h100", "l4", "rtx4090")
+CELLS = ("lstm", "slstm", "gru", "elman")
+DTYPES = ("bfloat16", "float16", "float32")
+HEAD_DIMS = tuple(range(8, 257, 8))
+BATCH = 16  # FlashRNN's benchmark batch (DESIGN §7)
+# FlashRNN's Triton kernels (DESIGN §4.1, §7, §8): LSTM and sLSTM only, D a power of two, forward up to
+# 128 (out of shared memory at 768), training up to 64 (out of shared memory at 128)
+FLASHRNN = {
+    "lstm": ("128 (powers of 2)", "64 (powers of 2)"),
+    "slstm": ("128 (powers of 2)", "64 (powers of 2)"),
+}
+USES = {"forward": "forward", "training": "both"}
 
 
 @dataclass(frozen=True)
-class HeadDimEntry:
-    """One (arch, dtype, head dim, direction): the model's accepted configurations, compiled."""
+class Reach:
+    """One cell, dtype, GPU and use: how far the tuner goes and what the compiler says there."""
 
-    arch: int
+    cell: str
     dtype: str
-    head_dim: int
-    direction: str
-    accepted: tuple[Row, ...]  # every configuration the model accepts, with its compile
-    rejected_by: tuple[str, ...]  # constraints that reject the others
-    witness: Row | None  # when none is accepted: the likeliest configuration, compiled
+    gpu: str
+    use: str  # "forward" or "training"
+    feasible: tuple[int, ...]  # head dims with a configuration
+    largest_config: str  # the configuration at the largest one
+    compiled: tuple[tuple[str, Compiled], ...]  # its kernels' compiles
+    jobs: tuple[tuple[CompileJob, Compiled], ...] = field(default=(), compare=False)  # the same, as jobs
 
     @property
-    def feasible(self) -> bool:
-        """Accepted by the model and every accepted configuration compiles spill-free."""
-        return bool(self.accepted) and all(r.compiler_ok for r in self.accepted)
+    def largest(self) -> int | None:
+        return max(self.feasible) if self.feasible else None
 
-    def model_cell(self) -> str:
-        if not self.accepted:
-            return f"none ({', '.join(self.rejected_by)})"
-        names = ", ".join(f"w{r.case.num_warps}s{r.case.num_stages}" for r in self.accepted)
-        return f"{len(self.accepted)}: {names}"
+    @property
+    def contiguous(self) -> int | None:
+        """The largest D such that every tested D up to it has a configuration."""
+        best = None
+        for d in HEAD_DIMS:
+            if d not in self.feasible:
+                break
+            best = d
+        return best
 
-    def compiler_cell(self) -> str:
-        if self.accepted:
-            bad = [r for r in self.accepted if not r.compiler_ok]
-            regs = max(r.compiled.registers for r in self.accepted)
-            shared = max(r.compiled.shared for r in self.accepted)
-            state = "all spill-free" if not bad else f"{len(bad)} FAIL: {compiler_verdict(bad[0])}"
-            return f"{state} (max {regs} regs, {shared} B shared)"
-        if self.witness is None:
-            return "not compiled (shared memory alone rules it out)"
-        w = self.witness
-        return f"w{w.case.num_warps}s{w.case.num_stages}: {w.compiled.registers} regs, {compiler_verdict(w)}"
+    @property
+    def verified(self) -> bool:
+        return bool(self.compiled) and all(c.clean for _, c in self.compiled)
 
-
-def headdim_cases(dtype: str, head_dim: int, direction: str) -> list[TritonCase]:
-    """LSTM at B = 16 (so block_b = 16), every num_warps; num_stages 1..2 (the forward ignores it)."""
-    stages = STAGES if direction == "backward" else (1,)
-    return [TritonCase("lstm", direction, dtype, head_dim, 16, w, s) for w in WARPS for s in stages]
+    def cell_text(self) -> str:
+        if not self.feasible:
+            return "none"
+        mark = "" if self.verified else " (NOT verified)"
+        every = self.contiguous
+        return f"{self.largest}{mark}" + ("" if every == self.largest else f" (every D <= {every or 'none'})")
 
 
-def headdim_study(
-    archs: Sequence[int], runner: CompileRunner, progress: Callable[[str], None] | None = None
-) -> list[HeadDimEntry]:
-    """For each arch, dtype, head dim and direction: the model's verdict, checked by the compiler."""
-    entries = []
-    for arch in archs:
-        gpu = profile_of(arch)
-        for dtype in HEADDIM_DTYPES:
-            for head_dim in HEADDIM_DIMS:
-                for direction in DIRECTIONS:
-                    cases = headdim_cases(dtype, head_dim, direction)
-                    predicted = [(c, predict(c, gpu)) for c in cases]
+def tuned(problem: Problem, gpu: str) -> object | None:
+    from tunekit.tuning import NoFeasibleConfig, tune
 
-                    def row(case: TritonCase, p: Prediction, arch: int = arch) -> Row:
-                        return Row(case.name(arch), arch, case, p, runner.compile(case, arch))
+    try:
+        return tune(problem, gpu, backend=FAMILY, top=1).config
+    except NoFeasibleConfig:
+        return None
 
-                    accepted = tuple(row(c, p) for c, p in predicted if p.accepted)
-                    rejected_by = sorted({v for _, p in predicted for v in p.violations})
-                    witness = None
-                    fits = [(c, p) for c, p in predicted if "shared_memory_per_block" not in p.violations]
-                    if not accepted and fits:  # registers bind: does the compiler agree?
-                        case, p = min(fits, key=lambda cp: cp[1].registers - cp[1].register_limit)
-                        witness = row(case, p)
-                    entries.append(
-                        HeadDimEntry(arch, dtype, head_dim, direction, accepted, tuple(rejected_by), witness)
-                    )
+
+def study(
+    compile_all: Callable[[Sequence[CompileJob]], list[Compiled]],
+    progress: Callable[[str], None] | None = None,
+) -> list[Reach]:
+    """Every cell x dtype x GPU x use, tuned over HEAD_DIMS; the largest answer compiled."""
+    from tunekit.hardware import load_profile
+
+    out = []
+    for gpu in GPUS:
+        arch = load_profile(gpu).arch
+        for cell in CELLS:
+            for dtype in DTYPES:
+                for use, direction in USES.items():
+                    configs = {}
+                    for d in HEAD_DIMS:
+                        config = tuned(Problem(cell, BATCH, 1, d, dtype=dtype, direction=direction), gpu)
+                        if config is not None:
+                            configs[d] = config
+                    compiled: tuple[tuple[str, Compiled], ...] = ()
+                    pairs: tuple[tuple[CompileJob, Compiled], ...] = ()
+                    name = ""
+                    if configs:
+                        d = max(configs)
+                        problem = Problem(cell, BATCH, 1, d, dtype=dtype, direction=direction)
+                        jobs = kernel_jobs(problem, dict(configs[d].params), arch)
+                        pairs = tuple(zip(jobs, compile_all(jobs), strict=True))
+                        compiled = tuple((j.key, c) for j, c in pairs)
+                        name = configs[d].name
+                    out.append(Reach(cell, dtype, gpu, use, tuple(sorted(configs)), name, compiled, pairs))
                     if progress:
-                        progress(
-                            f"headdim sm_{arch} {dtype} D{head_dim} {direction}: {entries[-1].model_cell()}"
-                        )
-    return entries
+                        progress(f"reach {gpu} {cell} {dtype} {use}: {out[-1].cell_text()}")
+    return out
 
 
-def largest(entries: Sequence[HeadDimEntry], arch: int, dtype: str, directions: Sequence[str]) -> int | None:
-    """Largest head dim whose every direction in ``directions`` is feasible and spill-free."""
-    ok = {
-        d: all(
-            e.feasible
-            for e in entries
-            if (e.arch, e.dtype, e.head_dim) == (arch, dtype, d) and e.direction in directions
-        )
-        for d in HEADDIM_DIMS
-    }
-    good = [d for d, fine in ok.items() if fine]
-    return max(good) if good else None
+def reach_table(entries: Sequence[Reach]) -> list[str]:
+    """The Markdown table: one row per cell and dtype, forward / training per GPU, and FlashRNN."""
+    index = {(e.cell, e.dtype, e.gpu, e.use): e for e in entries}
+    header = ["cell", "dtype", *[f"{g} fwd / train" for g in GPUS], "FlashRNN Triton fwd / train"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell in CELLS:
+        for dtype in DTYPES:
+            cells = []
+            for gpu in GPUS:
+                f, t = (index.get((cell, dtype, gpu, u)) for u in USES)
+                cells.append(f"{f.cell_text() if f else '-'} / {t.cell_text() if t else '-'}")
+            flash = FLASHRNN.get(cell)
+            flash_text = f"{flash[0]} / {flash[1]}" if flash else "not supported"
+            lines.append("| " + " | ".join([cell, dtype, *cells, flash_text]) + " |")
+    return lines
 
 
-def write_headdim(entries: Sequence[HeadDimEntry], archs: Sequence[int], out_dir: Path = REPORTS) -> Path:
-    """reports/triton_headdim.md: the largest head dim per GPU and dtype, and the evidence table."""
-    names = {80: "a100 (sm_80)", 90: "h100 (sm_90)"}
+def write(entries: Sequence[Reach], out_dir: Path) -> Path:
+    """reports/triton_headdim.md: the reach table and the compiles behind its largest entries."""
     md = [
-        "# triton-fused: largest LSTM head dim per GPU (B = 16)",
+        "# triton-fused: the largest head dim per cell, dtype and GPU (B = 16, one head)",
         "",
-        "Generated by `python -m tunekit.bench.calibrate_triton`. For each head dim D (padded to the power "
-        "of two d_pad >= max(16, D)) the resource model (`tunekit/constraints/triton_resources.py`) judges "
-        "every "
-        "configuration at B = 16 (block_b = 16; num_warps 1..16; num_stages 1..2 for the backward); every "
-        "configuration it accepts is compiled ahead of time (no GPU) and must be spill-free; when it accepts "
-        "none and registers bind, the likeliest configuration is compiled to show what the compiler says.",
+        "Generated by `tunekit bench calibrate-triton`. For D = 8, 16, ..., 256 `tune` is asked for the "
+        "best triton-fused configuration for inference (forward) and for training (forward + backward); "
+        "an entry is the largest D with one, and its configuration's kernels are compiled ahead of time "
+        "(no GPU): every one must compile without spills within the GPU's shared memory (marked NOT "
+        'verified otherwise). "every D <= X" where some smaller D has no configuration. fp32 runs its '
+        "products on tf32 tensor cores.",
         "",
-        "## Largest head dim",
+        *reach_table(entries),
         "",
-        _md_table(
-            ("GPU", "dtype", "forward", "forward + backward (training)", "FlashRNN Triton (training)"),
-            [
-                (
-                    names.get(a, f"sm_{a}"),
-                    dt,
-                    largest(entries, a, dt, ("forward",)) or "none tested",
-                    largest(entries, a, dt, DIRECTIONS) or "none tested",
-                    f"D <= {FLASHRNN_TRAINING_LIMIT}",
-                )
-                for a in archs
-                for dt in HEADDIM_DTYPES
-            ],
-        ),  # fmt: skip
+        "Why the limits: a program keeps its head's R (G_r tiles of d_pad x d_pad, d_pad the next power "
+        "of two) in shared memory for the whole sequence; training's backward reads one copy of R in "
+        "both of its products for 16-bit dtypes (fp32 keeps two: tf32 has no transposed 32-bit "
+        "ldmatrix), so 16-bit LSTM training at D = 128 needs 128 KiB of R plus scratch: it fits the "
+        "a100 (163 KiB) and h100 (227 KiB), not the 99 KiB of l4 and rtx4090. Registers are what ptxas "
+        "reports with the launch's register cap where the measured table (`tunekit/constraints/"
+        "triton_registers.json`) has the configuration; elsewhere a conservative bound decides, which "
+        "refuses some configurations that compile cleanly (`reports/triton_tuned_check.json`, "
+        "`refused_clean`), so an entry below the shared-memory limit may be the bound's, not ptxas's. "
+        "FlashRNN's limits are its Triton kernels' (LSTM and sLSTM only, D a power of two).",
         "",
-        "Why the limits: the forward keeps G_r = 4 tiles of d_pad x d_pad in shared memory, the backward R "
-        "and R^T (8 tiles; fp32 keeps one set in registers). bf16 D = 128 fits the forward (128 KiB + "
-        "scratch) on both GPUs; D in (64, 128] pads to 128, so the backward needs 256 KiB > 163 KiB (A100) "
-        "and > 227 KiB (H100); D > 128 pads to 256 and even the forward's 512 KiB fits nowhere. Head dims "
-        "are padded to powers of two, so D = 96 costs the same as 128.",
+        "## The compiles behind the largest entries",
         "",
-        "## Evidence",
-        "",
-        _md_table(
-            ("GPU", "dtype", "D", "direction", "model: accepted configurations", "compiler"),
-            [
-                (
-                    names.get(e.arch, f"sm_{e.arch}"),
-                    e.dtype,
-                    e.head_dim,
-                    e.direction,
-                    e.model_cell(),
-                    e.compiler_cell(),
-                )
-                for e in entries
-            ],
-        ),  # fmt: skip
-        "",
+        "| GPU | cell | dtype | use | largest D | configuration | kernels: registers, spill B, shared B |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for e in entries:
+        if not e.feasible:
+            continue
+        kernels = "; ".join(
+            f"{k.split('-')[1]}: {c.registers}, {c.spill_bytes}, {c.shared}" for k, c in e.compiled
+        )
+        row = (e.gpu, e.cell, e.dtype, e.use, e.largest, e.largest_config, kernels)
+        md.append("| " + " | ".join(str(x) for x in row) + " |")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "triton_headdim.md"
-    path.write_text("\n".join(md), encoding="utf-8")
+    write_atomic(path, "\n".join(md) + "\n")
     return path

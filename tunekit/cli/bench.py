@@ -69,13 +69,19 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
     click.echo(f"wrote {md} and {js}")
 
 
-@bench.command("calibrate-triton", epilog=example("tunekit bench calibrate-triton --count 8 --out /tmp/cal"))
+@bench.command(
+    "calibrate-triton",
+    epilog=example(
+        "tunekit bench calibrate-triton --workers 2",
+        "tunekit bench calibrate-triton --steps check,reach",
+    ),
+)
 @click.option(
     "--count",
-    default=56,
+    default=240,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Configurations sampled per architecture (>= 1).",
+    help="Configurations in the random sample (>= 1).",
 )
 @click.option(
     "--out",
@@ -85,12 +91,29 @@ def solvers_command(quick: bool, out_dir: str, solvers: tuple[str, ...]) -> None
     type=click.Path(file_okay=False),
     help="Folder for the reports (created if missing).",
 )
-def calibrate_triton_command(count: int, out_dir: str) -> None:
-    """triton-fused model vs compiler on sampled configs (sm_80, sm_90; cached) and the head-dim report."""
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Compile processes in parallel.",
+)
+@click.option(
+    "--steps",
+    default="probe,picks,check,reach",
+    show_default=True,
+    help="Steps to run, comma-separated (table, sample, probe, picks, check, reach).",
+)
+def calibrate_triton_command(count: int, out_dir: str, workers: int, steps: str) -> None:
+    """triton-fused: measured register table, model vs compiler on a sample, tuner check, reach report."""
     from tunekit.bench.calibrate_triton import run
 
     out = output_folder(out_dir)
-    paths = run(count=count, out_dir=out, progress=click.echo)
+    chosen = [s.strip() for s in steps.split(",") if s.strip()]
+    try:
+        paths = run(count=count, out_dir=out, workers=workers, steps=chosen, progress=click.echo)
+    except ValueError as error:  # a bad --steps value, named in the message
+        raise click.UsageError(str(error)) from error
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -84,12 +84,15 @@ class TritonJob:
     num_warps: int = 4
     num_stages: int = 1
     attrs: tuple[tuple[tuple[int, ...], tuple[tuple[str, int], ...]], ...] | None = field(default=None)
+    maxnreg: int | None = None  # ptxas's register cap (.maxnreg); None: ptxas chooses
 
     def key(self) -> dict[str, Any]:
         import triton
 
         digest = hashlib.sha256(Path(self.file).read_bytes()).hexdigest()
         fields = asdict(self) | {"file": digest, "tool": "triton", "tool_version": triton.__version__}
+        if self.maxnreg is None:  # the keys of jobs without a cap, as before the field existed
+            del fields["maxnreg"]
         return json.loads(json.dumps(fields, sort_keys=True))  # tuples -> lists: the stored form
 
 
@@ -184,6 +187,8 @@ def _compile_now(kernel: Any, job: TritonJob) -> CompileReport:
     src = ASTSource(fn=kernel, signature=dict(job.signature), constexprs=dict(job.constexprs), attrs=attrs)
     # FP fusion (fma) on, as the JIT does by default in 3.9; run_ptxas assumes it (no --fmad=false).
     options = {"num_warps": job.num_warps, "num_stages": job.num_stages, "enable_fp_fusion": True}
+    if job.maxnreg is not None:
+        options["maxnreg"] = job.maxnreg
     printed = io.StringIO()
     # Triton's make_cubin prints its ptxas -v log when dump_ptxas_log is set: capture it rather than
     # assemble the PTX twice (ptxas is most of the time of a large or spilling kernel).

@@ -25,12 +25,14 @@ from types import ModuleType
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from tunekit import cache as tunekit_cache
 from tunekit.codegen import KERNEL_NAMES, KernelSpec, describe_config, render
 from tunekit.config_check import call_problem, check_config, config_options
+from tunekit.constraints.triton_kernel import backward_dot_forms, kernel_head_dim, register_cap
 
 FAMILY = "triton-fused"
 # config=None in the interpreter for a shape the a100 model rejects; the smallest tl.dot batch tile
@@ -43,6 +45,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 _SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _TRITON_PTR = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _CPU_MESSAGE = "set TRITON_INTERPRET=1 (slow; for validation) or run on a CUDA GPU"
 
 
@@ -55,7 +58,9 @@ class LaunchParams:
     num_warps: int
     num_stages: int
     d_pad: int  # head dim padded to the power-of-two tile
-    dot_precision: str = "ieee"  # tl.dot input_precision for float32 operands
+    dot_precision: str = "ieee"  # tl.dot input_precision for float32 operands ("tf32": tensor cores)
+    r_once: int = 0  # backward: 1 = both products read one copy of R (backward_dot_forms)
+    arch: int = 80  # compute capability the kernels are compiled for (or emulated as, in the interpreter)
 
 
 def _pow2_at_least(value: int, floor: int) -> int:
@@ -78,24 +83,53 @@ def launch_params(
     batch: int,
     heads: int,
     training: bool = True,
+    arch: int | None = None,
 ) -> LaunchParams:
     """The tunables of a KernelConfig or mapping, checked strictly for this call's problem.
 
     :func:`tunekit.config_check.check_config` rejects unknown keys, non-integers (16.9 is never
     truncated), values outside the triton-fused model's domains, a ``dot_precision`` other than
-    "ieee"/"tf32", and a KernelConfig tuned for another family, cell or shape.
+    "ieee"/"tf32", and a KernelConfig tuned for another family, cell or shape. fp32 products run on
+    tf32 tensor cores when the configuration says so (``dot_precision="tf32"``, or ``tf32`` = 1 as the
+    tuner's fp32 configurations carry it), else exact IEEE FMA. ``arch`` (the GPU's, when launching
+    on one) overrides the configuration's (a mapping's ``arch``, a KernelConfig's profile, else 80).
     """
     problem = call_problem(cell, batch, heads, head_dim, _dtype_name(dtype), training)
-    params = check_config(config, FAMILY, problem).params
-    precision = config_options(config, FAMILY)["dot_precision"]
+    checked = check_config(config, FAMILY, problem)
+    params = checked.params
     block_b, num_warps, num_stages, d_pad = (
         params[k] for k in ("block_b", "num_warps", "num_stages", "d_pad")
     )
+    written = config if isinstance(config, Mapping) else params  # a mapping's tf32 only when written
+    if isinstance(config, Mapping) and "dot_precision" in config:
+        precision = config_options(config, FAMILY)["dot_precision"]
+        if "tf32" in config and (precision == "tf32") != bool(config["tf32"]):
+            raise ValueError(
+                f"config: dot_precision={precision!r} contradicts tf32={config['tf32']!r}; give one of them"
+            )
+    else:
+        precision = "tf32" if int(written.get("tf32", 0)) else "ieee"
+    r_once = int(params.get("r_once", 0))
+    if arch is None:
+        arch = _config_arch(config)
     name = config.get("name") if isinstance(config, Mapping) else config.name
     if name is None:
         short = _SHORT[_dtype_name(dtype)]
         name = f"{cell}-both-tritonfused-D{head_dim}-{short}-bb{block_b}-w{num_warps}-s{num_stages}-dp{d_pad}"
-    return LaunchParams(str(name), block_b, num_warps, num_stages, d_pad, precision)
+        name += f"-ro{r_once}-{precision}"
+    return LaunchParams(str(name), block_b, num_warps, num_stages, d_pad, precision, r_once, arch)
+
+
+def _config_arch(config: Any) -> int:
+    """The compute capability a config was tuned for: its profile (a mapping's ``profile`` or ``gpu``
+    label, a KernelConfig's GPU), else 80 (the a100 the interpreter tunes for)."""
+    from tunekit.hardware import load_profile
+
+    if isinstance(config, Mapping):
+        gpu = config.get("profile") or config.get("gpu")
+    else:
+        gpu = getattr(config, "gpu", None)
+    return load_profile(gpu).arch if gpu else 80
 
 
 # ---- rendering and loading ------------------------------------------------------------------------
@@ -163,34 +197,89 @@ def kernel_signature(
     head_dim: int,
     block_b: int,
     d_pad: int | None = None,
-    has_s0: bool = True,
     dot_fp32: bool = False,
-    dot_precision: str = "ieee",
+    dot_precision: str = "tf32",
+    arch: int = 80,
+    num_warps: int = 4,
+    r_once: int = 0,
+    tf32_truncate: bool = False,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """(signature, constexprs) for ``triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...))``.
 
     Pointers carry the input dtype except the fp32 outputs of the backward (``dry``, ``db``,
-    ``ds0``) and the fp32 incoming gradients; B, T, N are i32 runtime values.
+    ``ds0``) and the fp32 incoming gradients; B, T, N, D and HAS_S0 are i32 runtime values, never
+    specialized (one compile serves every D of a ``d_pad`` tile). ``arch``, ``num_warps`` and
+    ``r_once`` choose the backward's dot forms (:func:`backward_dot_forms`). Compile with
+    :func:`compile_options`, as a launch does, so that registers and spills match it.
     """
     if role not in KERNEL_NAMES:
         raise ValueError(f"role: got {role!r}, expected one of {sorted(KERNEL_NAMES)}")
-    ptr = _TRITON_PTR[_dtype_name(dtype)]
+    name = _dtype_name(dtype)
+    ptr = _TRITON_PTR[name]
     if role == "forward":
         pointers = {"wx_ptr": ptr, "r_ptr": ptr, "b_ptr": ptr, "s0_ptr": ptr, "out_ptr": ptr, "last_ptr": ptr}
     else:
         pointers = {"wx_ptr": ptr, "r_ptr": ptr, "b_ptr": ptr, "s0_ptr": ptr, "states_ptr": ptr}
         pointers |= {"dstates_ptr": "*fp32", "dlast_ptr": "*fp32", "dwx_ptr": ptr}
         pointers |= {"dry_ptr": "*fp32", "db_ptr": "*fp32", "ds0_ptr": "*fp32"}
-    constexprs = {
-        "D": head_dim,
-        "D_PAD": d_pad if d_pad is not None else _pow2_at_least(head_dim, 16),
+    d_pad = d_pad if d_pad is not None else _pow2_at_least(head_dim, 16)
+    constexprs = _constexprs(role, name, d_pad, block_b, num_warps, arch, r_once, dot_fp32, dot_precision,
+                             tf32_truncate)  # fmt: skip
+    constexprs = {"D": head_dim} | constexprs
+    runtime = {"B": "i32", "T": "i32", "N": "i32", "HAS_S0": "i32"}
+    return pointers | runtime | {k: "constexpr" for k in constexprs}, constexprs
+
+
+def _constexprs(
+    role: str,
+    dtype: str,
+    d_pad: int,
+    block_b: int,
+    num_warps: int,
+    arch: int,
+    r_once: int,
+    dot_fp32: bool,
+    dot_precision: str,
+    tf32_truncate: bool,
+) -> dict[str, Any]:
+    """The constexpr arguments of one kernel (the backward also takes its dot forms)."""
+    precision = dot_precision if dtype == "float32" else "ieee"  # only fp32 operands have a choice
+    out = {
+        "D_PAD": d_pad,
         "BLOCK_B": block_b,
-        "HAS_S0": has_s0,
         "DOT_FP32": dot_fp32,
-        "DOT_PRECISION": dot_precision,
+        "DOT_PRECISION": precision,
+        "TF32_TRUNCATE": tf32_truncate and precision == "tf32",
     }
-    signature = pointers | {"B": "i32", "T": "i32", "N": "i32"} | {k: "constexpr" for k in constexprs}
-    return signature, constexprs
+    if role == "backward":
+        forms = backward_dot_forms(arch, _BYTES[dtype], d_pad, block_b, num_warps, r_once)
+        out |= dict(zip(("RY_UNITS", "DH_UNITS"), forms, strict=True))
+    return out
+
+
+def kernel_constexprs(role: str, dtype: torch.dtype | str, params: LaunchParams) -> dict[str, Any]:
+    """The constexprs of a compiled ``role`` launch of ``params`` (no interpreter workarounds), for
+    runtimes that launch the kernels themselves (the generated packages)."""
+    p = params
+    return _constexprs(role, _dtype_name(dtype), p.d_pad, p.block_b, p.num_warps, p.arch, p.r_once, False,
+                       p.dot_precision, False)  # fmt: skip
+
+
+def compile_options(num_warps: int, num_stages: int, gpu: Any) -> dict[str, Any]:
+    """Options of ``triton.compile`` (and launch keywords) every triton-fused kernel gets.
+
+    ``maxnreg`` is the register cap of the block (:func:`register_cap`). Without it, ptxas picks its
+    own budget from the PTX's ``.reqntid`` and spills a few bytes to reach an occupancy step
+    (measured with Triton 3.9's ptxas: a GRU bf16 D=56 forward at 4 warps settled at 128 registers
+    and spilled 16 B; with ``.maxnreg 255`` it takes 126 and spills nothing). With it, a kernel
+    spills only when it needs more registers than the cap, which is what the model checks.
+    """
+    return {
+        "num_warps": num_warps,
+        "num_stages": num_stages,
+        "maxnreg": register_cap(num_warps, gpu),
+        "enable_fp_fusion": True,  # Triton's default: fma contraction
+    }
 
 
 # ---- the interpreter's bf16 tl.dot --------------------------------------------------------------
@@ -244,23 +333,22 @@ class _Launch:
     profile: str
     interpret: bool
     dot_fp32: bool
+    maxnreg: int  # register cap per thread (compile_options)
 
     def kernels(self, dtype: torch.dtype) -> tuple[Any, Any]:
         config = {"name": self.params.name, "profile": self.profile}
         return load_kernels(self.cell, config, dtype, self.interpret)
 
-    def constexprs(self, d: int, has_s0: bool) -> dict[str, Any]:
+    def constexprs(self, role: str, dtype: torch.dtype, d: int, has_s0: bool) -> dict[str, Any]:
+        """Keyword arguments of a ``role`` launch: D, HAS_S0, the constexprs and the compile options."""
         p = self.params
-        return {
-            "D": d,
-            "D_PAD": p.d_pad,
-            "BLOCK_B": p.block_b,
-            "HAS_S0": has_s0,
-            "DOT_FP32": self.dot_fp32,
-            "DOT_PRECISION": p.dot_precision,
-            "num_warps": p.num_warps,
-            "num_stages": p.num_stages,
-        }
+        name = _dtype_name(dtype)
+        # the interpreter's tl.dot ignores input_precision: cut fp32 operands to tf32 there by hand
+        truncate = self.interpret and name == "float32"
+        out = _constexprs(role, name, p.d_pad, p.block_b, p.num_warps, p.arch, p.r_once, self.dot_fp32,
+                          p.dot_precision, truncate)  # fmt: skip
+        options = {"num_warps": p.num_warps, "num_stages": p.num_stages, "maxnreg": self.maxnreg}
+        return {"D": d, "HAS_S0": int(has_s0)} | out | options
 
 
 def _forward(
@@ -274,7 +362,7 @@ def _forward(
     forward[grid](
         wx, r, b, last if s0 is None else s0, out, last,  # s0 is not read when HAS_S0 is False
         batch, steps, heads,
-        **launch.constexprs(d, s0 is not None),
+        **launch.constexprs("forward", wx.dtype, d, s0 is not None),
     )  # fmt: skip
     return out, last
 
@@ -301,7 +389,7 @@ def _backward(
         wx, r, b, states if s0 is None else s0, states, d_states, d_last.contiguous(),
         dwx, dry, db_blocks, ds0,
         batch, steps, heads,
-        **launch.constexprs(d, s0 is not None),
+        **launch.constexprs("backward", wx.dtype, d, s0 is not None),
     )  # fmt: skip
     # dR = sum over (b, t) of dry (x) y_(t-1): one GEMM over B*T per head and gate
     y0 = torch.zeros(batch, 1, heads, d, **fp32) if s0 is None else s0[0].float()
@@ -434,18 +522,51 @@ def fused_rnn(
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     if config is None:
         config = tuned_config(declaration.name, batch, heads, head_dim, dtype, interpret=interpret)
+    gpu = None if interpret else _device_profile(Wx.device.index)
+    params = launch_params(
+        config, declaration.name, head_dim, dtype, batch=batch, heads=heads, training=training,
+        arch=None if gpu is None else gpu.arch,
+    )  # fmt: skip
+    if params.d_pad < kernel_head_dim(head_dim):
+        raise ValueError(
+            f"config d_pad: got {params.d_pad}, expected >= {kernel_head_dim(head_dim)} for D={head_dim}"
+        )
     launch = _Launch(
         cell=declaration.name,
         states=len(declaration.states),
-        params=launch_params(
-            config, declaration.name, head_dim, dtype, batch=batch, heads=heads, training=training
-        ),
+        params=params,
         profile=describe_config(config)[1],
         interpret=interpret,
         dot_fp32=dot_fp32_for(Wx.dtype, interpret),
+        maxnreg=register_cap(params.num_warps, gpu) if gpu is not None else 255,
     )
-    s0 = None if states is None else states.contiguous()
-    return FusedRNNFunction.apply(Wx.contiguous(), R.contiguous(), b.contiguous(), s0, launch)
+    d_run = kernel_head_dim(head_dim)
+    if d_run == head_dim:
+        s0 = None if states is None else _aligned(states)
+        return FusedRNNFunction.apply(_aligned(Wx), _aligned(R), _aligned(b), s0, launch)
+    # rows of D % 8 != 0 elements are not 16-byte aligned: run on zero-padded copies (D -> d_run; the
+    # padded lanes never reach the real ones, R's padded rows and columns being zero) and slice
+    pad = d_run - head_dim
+    s0 = None if states is None else F.pad(states, (0, pad))
+    out, last = FusedRNNFunction.apply(
+        F.pad(Wx, (0, pad)), F.pad(R, (0, pad, 0, pad)), F.pad(b, (0, pad)), s0, launch
+    )
+    return out[..., :head_dim].contiguous(), last[..., :head_dim].contiguous()
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` contiguous and 16-byte aligned, as the kernels were compiled for (a copy only if not)."""
+    t = t.contiguous()
+    return t if t.data_ptr() % 16 == 0 else t.clone()
+
+
+@functools.cache
+def _device_profile(index: int | None) -> Any:
+    """The profile of the CUDA device kernels launch on: its arch picks the dot forms, its register
+    file the register cap."""
+    from tunekit.hardware import detect_profile
+
+    return detect_profile(torch.cuda.current_device() if index is None else index)
 
 
 def _check_inputs(

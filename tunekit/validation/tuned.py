@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunekit.validation.compiled import DEFAULT_PROFILE, TritonCase, judge, predict, triton_job
+from tunekit.validation.compiled import DEFAULT_PROFILE, Prediction, judge
 from tunekit.validation.records import (
     CompileRecord,
     compiled_figures,
@@ -112,6 +112,17 @@ def _predicted(registers: int, shared: int) -> dict[str, int]:
     return {"registers_per_thread": int(registers), "shared_memory_bytes_per_block": int(shared)}
 
 
+def triton_prediction(config: Any, direction: str, gpu: Any) -> Prediction:
+    """The triton-fused model's prediction for one kernel of a tuned configuration (its measured
+    registers where the model has them) and the limits it is judged by."""
+    from tunekit.constraints.triton_fused import kernel_prediction
+    from tunekit.constraints.triton_kernel import register_cap
+
+    registers, shared = kernel_prediction(config, direction, gpu)
+    return Prediction(registers, shared, register_cap(config.params["num_warps"], gpu),
+                      gpu.shared_memory_per_block_optin)  # fmt: skip
+
+
 def triton_records(
     problems: Sequence[Any], targets_: Sequence[Target], top: int, out_dir: Path, sample: bool = False
 ) -> tuple[list[CompileRecord], list[str]]:
@@ -120,6 +131,7 @@ def triton_records(
 
     from tunekit.compilers.build import CompileError
     from tunekit.compilers.triton import compile_triton_jobs
+    from tunekit.kernels.triton_fused_aot import launch_compile_job
 
     plans, notes = [], []
     for target in targets_:
@@ -127,17 +139,15 @@ def triton_records(
         notes += found.notes
         for config in found.configs:
             for direction in config.problem.directions:
-                case = TritonCase.from_config(config, direction)
-                job, path = triton_job(case, target.arch, out_dir, config)
-                plans.append((target, config, case, job, path))
+                job, path = launch_compile_job(config, direction, target.gpu, out_dir)
+                plans.append((target, config, triton_prediction(config, direction, target.gpu), job, path))
     try:
         reports = compile_triton_jobs([plan[3] for plan in plans])
     except CompileError as error:  # one child compiles them all: its failure fails every record
         reports = [error] * len(plans)
     tool = f"triton {triton.__version__}"
     records = []
-    for (target, config, case, job, path), report in zip(plans, reports, strict=True):
-        prediction = predict(case, target.gpu)
+    for (target, config, prediction, job, path), report in zip(plans, reports, strict=True):
         base = {"name": config.name, "kernel": job.function, "family": "triton-fused", "gpu": target.gpu.name,
                 "arch": target.arch, "tool": tool, "source": str(path),
                 "predicted": _predicted(prediction.registers, prediction.shared_bytes)}  # fmt: skip
