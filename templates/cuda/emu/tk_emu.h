@@ -69,6 +69,7 @@ double copysign(double, double) noexcept;
 #define TK_LAUNCH_BOUNDS(threads, blocks)
 #define TK_MAX_REGISTERS(n)  // the emulator has no registers to cap
 #define TK_DEVICE inline
+#define TK_INLINE_LAMBDA  // a hint for NVVM's inliner; g++ inlines what it likes
 #define TK_RESTRICT
 #define TK_UNROLL
 // Shared memory declared inside a kernel: a checked pointer to the block's copy of the array. The
