@@ -36,12 +36,10 @@ def _emulator(monkeypatch):
     monkeypatch.setenv("TUNEKIT_CUDA_EMULATOR", "1")
 
 
-def test_profile(name: str, **changes) -> object:
+def tiny_profile(name: str, **changes) -> object:
     """An a100 profile shrunk to a few SMs (and a small register file / shared memory)."""
     return dataclasses.replace(load_profile("a100"), name=name, **changes)
 
-
-test_profile.__test__ = False  # a helper, not a test
 
 # name -> changes: small register files and shared memory force R over several blocks and k slices
 PROFILES = {
@@ -107,7 +105,7 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("cell,dtype,batch,heads,d,profile,feature", CASES, ids=IDS)
 def test_states_and_gradients_match_the_float64_reference(cell, dtype, batch, heads, d, profile, feature):
-    gpu = test_profile(f"test-{profile}", **PROFILES[profile])
+    gpu = tiny_profile(f"test-{profile}", **PROFILES[profile])
     config = pick(Problem(cell, batch, heads, d, dtype, "both"), gpu, feature)
     leaves = [t.clone().requires_grad_() for t in inputs(cell, batch, heads, d, 9, dtype)]
     states, last = cuda_fused.fused_rnn(*leaves, cell=cell, config=config, gpu=gpu)
@@ -130,7 +128,7 @@ def test_states_and_gradients_match_the_float64_reference(cell, dtype, batch, he
 
 
 def test_a_double_backward_is_refused():
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("elman", 5, 1, 47, "float32", "both"), gpu, "rows")
     wx, r, b, s0 = (t.requires_grad_() for t in inputs("elman", 5, 1, 47, 2, "float32"))
     states, _ = cuda_fused.fused_rnn(wx, r, b, s0, cell="elman", config=config, gpu=gpu)
@@ -140,7 +138,7 @@ def test_a_double_backward_is_refused():
 
 
 def test_a_forward_only_configuration_is_refused_when_gradients_are_wanted():
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")
     wx, r, b, s0 = inputs("lstm", 5, 1, 64, 3, "bfloat16")
     with pytest.raises(ValueError, match="direction='both'"):
@@ -148,7 +146,7 @@ def test_a_forward_only_configuration_is_refused_when_gradients_are_wanted():
 
 
 def test_initial_states_are_not_modified_and_default_to_zero():
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")
     wx, r, b, s0 = inputs("lstm", 5, 1, 64, 3, "bfloat16")
     kept = s0.clone()
@@ -160,7 +158,7 @@ def test_initial_states_are_not_modified_and_default_to_zero():
 
 
 def test_the_runtime_renders_each_kernel_program_once_per_configuration(monkeypatch):
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("elman", 3, 1, 24, "float32", "forward"), gpu, "rows")
     wx, r, b, _ = inputs("elman", 3, 1, 24, 2, "float32")
     first, _ = cuda_fused.fused_rnn(wx, r, b, cell="elman", config=config, gpu=gpu)
@@ -171,7 +169,7 @@ def test_the_runtime_renders_each_kernel_program_once_per_configuration(monkeypa
 
 
 def test_a_configuration_for_another_shape_is_refused_before_anything_runs():
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")
     wx, r, b, s0 = inputs("lstm", 6, 1, 64, 3, "bfloat16")
     with pytest.raises(ValueError, match="tune for the inputs' shape"):
@@ -183,7 +181,7 @@ def test_without_the_emulator_cpu_tensors_get_an_error_naming_both_ways(monkeypa
 
     monkeypatch.delenv("TUNEKIT_CUDA_EMULATOR", raising=False)
     assert "TUNEKIT_CUDA_EMULATOR" not in os.environ
-    gpu = test_profile("test-tiny4", **PROFILES["tiny4"])
+    gpu = tiny_profile("test-tiny4", **PROFILES["tiny4"])
     config = pick(Problem("lstm", 5, 1, 64, "bfloat16", "forward"), gpu, "rows")
     wx, r, b, s0 = inputs("lstm", 5, 1, 64, 3, "bfloat16")
     with pytest.raises(CudaUnavailableError, match="TUNEKIT_CUDA_EMULATOR"):
