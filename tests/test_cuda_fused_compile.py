@@ -18,12 +18,17 @@ from tunekit.problem import Problem
 from tunekit.tuning import tune
 from tunekit.validation.records import compiled_figures, cuda_verdict
 
-# (gpu, problem): every cell and dtype, odd D and B, one and two heads, with and without a k split
+# (gpu, problem): every cell and dtype, odd D and B, one, two and four heads, with and without a k
+# split, and two where the register budget binds (R tiles beyond it streamed from shared memory):
+# four heads of D=61 (spilled 8 B when ptxas was capped at the model's estimate) and LSTM bf16 near
+# the RTX 4090's four-head edge
 SAMPLE = [
     ("a100", Problem("lstm", 16, 1, 768, "bfloat16", "forward")),
     ("h100", Problem("gru", 5, 1, 61, "float16", "both")),
     ("l4", Problem("slstm", 16, 2, 256, "float32", "both")),
     ("rtx4090", Problem("elman", 7, 1, 1000, "bfloat16", "forward")),
+    ("l4", Problem("lstm", 16, 4, 61, "bfloat16", "forward")),
+    ("rtx4090", Problem("lstm", 16, 4, 1000, "bfloat16", "forward")),
 ]
 IDS = [f"{g}-{p.cell}-D{p.head_dim}-N{p.heads}-B{p.batch}-{p.dtype}-{p.direction}" for g, p in SAMPLE]
 
@@ -87,9 +92,9 @@ def test_tensor_cores_and_no_local_memory(compiled, case):
 
 
 def test_many_register_fragments_stay_in_registers(nvcc):
-    # 51 R tiles a warp in registers (LSTM bf16 D=1024 on an A100, 2 x 2 warps): with the variant
+    # 47 R tiles a warp in registers (LSTM bf16 D=1024 on an A100, 2 x 2 warps): with the variant
     # lambdas left as calls, NVVM put the fragments in local memory (54 registers, a 904 B stack
-    # frame); inlined, ptxas keeps them in 244 of the 255 registers
+    # frame); inlined, ptxas keeps them in registers (51 tiles took 244 of the 255)
     from tunekit.compilers.cuda import compile_programs
     from tunekit.constraints import build_space
 
@@ -97,7 +102,7 @@ def test_many_register_fragments_stay_in_registers(nvcc):
     space = build_space("cuda-fused", Problem("lstm", 16, 1, 1024, "bfloat16", "forward"), gpu)
     point = {"hidden_per_block": 12, "k_per_block": 1024, "block_b": 16, "tile_b": 8, "warps_rows": 2,
              "warps_k": 2, "span_heads": 0}  # fmt: skip
-    assert space.resources(point)["r_tiles_in_registers_per_warp"] == 51
+    assert space.resources(point)["r_tiles_in_registers_per_warp"] == 47
     config = space.config(point)
     (program,) = cuda_fused.programs(config)
     (result,) = compile_programs([(program, gpu.arch, "nvcc")], workers=1)

@@ -107,11 +107,14 @@ def parse_ptxas_log_all(text: str) -> dict[str, PtxasUsage]:
 
 
 def ptx_function(ptx: str, name: str) -> str:
-    """The text of entry ``name`` in a PTX module: from its ``.entry`` line to the next entry (or end)."""
+    """The text of entry ``name`` in a PTX module: from its ``.entry`` line to the next entry or
+    function definition (or end), so that a non-inlined ``.func``'s local memory is not the entry's."""
     start = re.search(rf"^\s*\.(?:visible\s+)?\.?entry\s+{re.escape(name)}\s*\(", ptx, re.MULTILINE)
     if start is None:
         raise ValueError(f"name: no .entry {name!r} in the PTX")
-    following = re.compile(r"^\s*(?://\s*\.globl|\.(?:visible\s+)?\.?entry)\b", re.MULTILINE)
+    following = re.compile(
+        r"^\s*(?://\s*\.globl|(?:\.(?:visible|weak|extern)\s+)?\.(?:entry|func)\b)", re.MULTILINE
+    )
     end = following.search(ptx, start.end())
     return ptx[start.start() : end.start() if end else len(ptx)]
 

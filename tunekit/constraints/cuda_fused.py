@@ -62,10 +62,13 @@ in its shared-memory slots (16 B a lane, fragment order). y (the backward's dg) 
 through a zero-padded global buffer laid out so that a chunk is a contiguous copy (cp.async
 16 B), in the layer's dtype; the fp32 states (state gradients) are carried in global memory; a k
 split's partial sums go through global memory and each of its blocks runs the pointwise step of
-a share of the units. ptxas is capped at the registers this model bounds (``__maxnreg__``), so an
-under-count shows as spills in the compile checks (tests/test_cuda_fused_compile.py,
-``tunekit bench cuda-compile``). dR and db are formed after the backward loop by two small fp32
-kernels over the stored step gradients.
+a share of the units. ptxas is capped (``__maxnreg__``) at the register budget of the co-resident
+grid (``occupancy.register_budget``), the model's bound, not at its estimate
+(``registers_per_thread``): ptxas may use what the grid leaves, and an estimate short of ptxas
+costs nothing where the budget does not bind. Where it binds (the R tiles beyond the budget are
+read from shared memory), an under-count shows as spills in the compile checks
+(tests/test_cuda_fused_compile.py, ``tunekit bench cuda-compile``). dR and db are formed after
+the backward loop by two small fp32 kernels over the stored step gradients.
 
 Limits: a block never holds more than one whole head, so problems with many heads of small D may
 fall back to cuda-alternating when the heads exceed the co-resident grid.
@@ -152,6 +155,14 @@ POINTWISE_REGISTERS = {
     ("elman", "backward"): 34,
 }
 DEFAULT_POINTWISE_REGISTERS = 64
+# Registers a warp leaves free of R fragments where the budget, not its tile count, limits how many
+# it holds (it then streams the rest from shared memory). With fragments filling the budget exactly,
+# ptxas (nvcc 13.0) spilled 48-72 B at 255 registers (LSTM bf16 D=1428 on an L4, 8 x 1 warps,
+# forward and backward; fp32 D=1040 on an L4). With 12 left free, the tuner's picks at the coverage
+# edge of six problems (LSTM bf16 training and fp32 on an L4, 4 heads on an RTX 4090, GRU fp16 on an
+# A100, sLSTM bf16 on an L4) compiled without spills at 245-255 registers; with 20, at 234-253.
+# 16 keeps one tile of margin over the least that compiled clean.
+FRAGMENT_HEADROOM = 16
 
 
 def pointwise_registers(cell: str, direction: str) -> int:
@@ -209,7 +220,7 @@ def _deal(count, per_item, rows_spanned, warps_rows, warps_k, n_tiles, budget, p
     other_regs = Max(mma, pointwise)
     # R tiles in registers: as many as the budget holds (a tile in registers skips a shared-memory
     # read every step, so fewer is never faster); the rest of each warp's tiles live in shared memory
-    cap = Max(0, floor_div(budget - other_regs, REG_TILE_REGISTERS))
+    cap = Max(0, floor_div(budget - FRAGMENT_HEADROOM - other_regs, REG_TILE_REGISTERS))
     in_regs = Min(tiles_per_warp, cap)
     if isinstance(per_item, int) and per_item == 1:  # counts differ by one tile: one formula, one cap
         in_smem = warps_k * Max(0, count - warps_rows * cap)  # the tiles beyond cap a warp, if any
@@ -267,7 +278,10 @@ def _block(p: Problem, gpu: Any, rows, k, tile_b, warps_rows, warps_k, grid, y_h
     other = by_rows["other_regs"]
     regs = Max(
         other,
-        Min(budget, other + ACC_REGISTERS * n_tiles * uneven + REG_TILE_REGISTERS * row_tiles * k_tiles),
+        Min(
+            budget - FRAGMENT_HEADROOM,
+            other + ACC_REGISTERS * n_tiles * uneven + REG_TILE_REGISTERS * row_tiles * k_tiles,
+        ),
     )
     rows_pad, k_pad = row_tiles * mm * warps_rows, k_tiles * mk * warps_k
     r_smem = in_smem * mm * mk * p.dtype_bytes
@@ -451,13 +465,16 @@ def physical_bound(problem: Problem, gpu: Any) -> PhysicalBound:
     * registers: the warps that can hold 255 registers each fill the file (8 warps of 32 threads
       with 64K registers); each thread keeps OVERHEAD_REGISTERS for addresses and loop state, 4
       accumulators of one n8 tile and 2 x 2 registers of double-buffered B fragments, or the cell's
-      POINTWISE_REGISTERS where more, and holds R only in whole 4-register mma A fragments;
+      POINTWISE_REGISTERS where more, plus the FRAGMENT_HEADROOM ptxas needs when the rest of R is
+      streamed from shared memory, and holds R only in whole 4-register mma A fragments;
     * shared memory: less the 1 KB the runtime reserves per block and one pass of y for one n8
       column tile, double-buffered in chunks of Y_CHUNK k-rows.
     """
     _, mn, _ = mma_shape(gpu, problem.dtype)
     mma_reserve = OVERHEAD_REGISTERS + ACC_REGISTERS + 2 * B_FRAG_REGISTERS
-    per_thread_reserve = max(mma_reserve, *(pointwise_registers(problem.cell, d) for d in problem.directions))
+    per_thread_reserve = FRAGMENT_HEADROOM + max(
+        mma_reserve, *(pointwise_registers(problem.cell, d) for d in problem.directions)
+    )
     best_regs = 0
     warps = 1
     while warps * gpu.warp_size <= gpu.max_threads_per_block:

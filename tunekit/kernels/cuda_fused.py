@@ -121,19 +121,25 @@ def p_cell(p: Problem) -> Any:
 
 
 def predicted(config: KernelConfig, entry: str, gpu: Any = None) -> dict[str, int]:
-    """The model's registers per thread (a bound ptxas is held to) and shared memory (exact) of ``entry``."""
+    """The model's figures for ``entry``: ``registers_per_thread`` is the bound ptxas is held to
+    (``__maxnreg__``: for the recurrent kernels the registers a thread of the co-resident grid may
+    use), ``registers_estimate`` what the model expects ptxas to use (the R tiles it holds in
+    registers plus the measured overheads), ``shared_memory_bytes_per_block`` exact."""
     pl = plan_of(config, gpu)
     role = _role(pl, entry)
     if role in ("forward", "backward"):
         res = pl.resources
         return {
-            "registers_per_thread": res[f"registers_per_thread_{role}"],
+            "registers_per_thread": pl.directions[role].budget,
+            "registers_estimate": res[f"registers_per_thread_{role}"],
             "shared_memory_bytes_per_block": res[f"shared_memory_bytes_per_block_{role}"],
         }
     # the post-loop kernels are outside the constraint model: their fixed tiles' own figures
     if role == "dr":
-        return {"registers_per_thread": DR_REGISTERS, "shared_memory_bytes_per_block": DR_SHARED_BYTES}
-    return {"registers_per_thread": DB_REGISTERS, "shared_memory_bytes_per_block": 0}
+        return {"registers_per_thread": DR_REGISTERS, "registers_estimate": DR_REGISTERS,
+                "shared_memory_bytes_per_block": DR_SHARED_BYTES}  # fmt: skip
+    return {"registers_per_thread": DB_REGISTERS, "registers_estimate": DB_REGISTERS,
+            "shared_memory_bytes_per_block": 0}  # fmt: skip
 
 
 # ---- host code: rendered once per configuration, shared with generated packages -----------------

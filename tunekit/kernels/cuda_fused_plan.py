@@ -27,6 +27,7 @@ from tunekit.constraints import Space, build_space
 from tunekit.constraints.cuda_fused import (
     ACC_REGISTERS,
     B_FRAG_REGISTERS,
+    FRAGMENT_HEADROOM,
     OVERHEAD_REGISTERS,
     REG_TILE_REGISTERS,
     Y_CHUNK,
@@ -72,8 +73,8 @@ class DirectionPlan:
     even: bool  # tiles dealt evenly (else by whole rows)
     acc_rows: int  # accumulator rows every warp allocates (the model's rows spanned)
     cap: int  # R tiles a warp may hold in registers
-    budget: int  # registers per thread the co-resident grid leaves
-    registers: int  # the model's bound (ptxas is capped at it: __maxnreg__)
+    budget: int  # registers per thread the co-resident grid leaves (ptxas is capped at it: __maxnreg__)
+    registers: int  # the model's estimate of what ptxas uses (its resource registers_per_thread)
     hi_warps: int  # warps (per k group) with the longer range
     hi_len: int
     lo_len: int
@@ -161,7 +162,7 @@ def _direction(cfg: dict, p: Any, gpu: Any, d: str, units: int, grid: int, y_hea
         tpw = items * per_item
         mma = OVERHEAD_REGISTERS + ACC_REGISTERS * n_tiles * spanned + 2 * B_FRAG_REGISTERS * n_tiles
         other = max(mma, pointwise_registers(p.cell, d))
-        cap = max(0, (budget - other) // REG_TILE_REGISTERS)
+        cap = max(0, (budget - FRAGMENT_HEADROOM - other) // REG_TILE_REGISTERS)
         full = max(0, count - (items - 1) * wr)
         short = max(0, items * wr - count)
         in_smem = wk * (full * max(0, tpw - cap) + short * max(0, tpw - per_item - cap))
@@ -191,7 +192,8 @@ def _direction(cfg: dict, p: Any, gpu: Any, d: str, units: int, grid: int, y_hea
         hi_len, lo_len = row_tiles * k_tiles, (row_tiles - 1) * k_tiles
         acc_rows = row_tiles
     other = by_rows["other"]
-    registers = max(other, min(budget, other + ACC_REGISTERS * n_tiles * uneven + 4 * row_tiles * k_tiles))
+    headroom = budget - FRAGMENT_HEADROOM
+    registers = max(other, min(headroom, other + ACC_REGISTERS * n_tiles * uneven + 4 * row_tiles * k_tiles))
 
     dp = DirectionPlan(
         direction=d, rows=rows, k=k, m_tiles=m_tiles, k_tiles=k_tiles, k_pad=k_tiles * mk * wk,
