@@ -39,11 +39,16 @@ SHAPES = ((15, 7, 4), (30, 33, 2), (48, 64, 1), (61, 16, 3), (100, 16, 1), (125,
 CELLS = ("lstm", "gru", "slstm", "elman")
 DTYPES = ("float32", "float16", "bfloat16")
 DIRECTIONS = ("forward", "both")
-# issue 14's training targets: sLSTM bf16 at D=64, LSTM bf16 at D=128, LSTM fp32 (tf32) at D=64
+# issue 14's training targets: sLSTM bf16 at D=64, LSTM bf16 at D=128, LSTM fp32 (tf32) at D=64,
+# and FlashRNN parity
 TARGETS = (
     Problem("slstm", batch=16, heads=1, head_dim=64, dtype="bfloat16", direction="both"),
     Problem("lstm", batch=16, heads=1, head_dim=128, dtype="bfloat16", direction="both"),
     Problem("lstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both"),
+    # FlashRNN's Triton path trains LSTM and sLSTM to D=64 in every dtype; fp16 is bf16's twin
+    Problem("slstm", batch=16, heads=1, head_dim=64, dtype="float16", direction="both"),
+    Problem("slstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both"),
+    Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float16", direction="both"),
 )
 # `tunekit validate --compile`'s built-in sample (tunekit.validation.tuned.SAMPLE): each cell at D=64
 VALIDATE_SAMPLE = tuple(

@@ -4,7 +4,7 @@ A launch compiles with :func:`tunekit.kernels.triton_fused.compile_options` (``m
 block's register cap) and the constexprs of :func:`~tunekit.kernels.triton_fused.kernel_signature`
 (the backward's dot forms depend on the architecture). :func:`compile_job` does the same through
 ``triton.compile`` for a named architecture and reads registers and spills from ptxas's log
-(:mod:`tunekit.aot`) and the dynamic shared memory from Triton's metadata.
+(:mod:`tunekit.compilers.triton`) and the dynamic shared memory from Triton's metadata.
 
 :func:`kernel_source_hash` names what a measurement is valid for: the rendered kernel (template and
 cell), the Triton version and the compile rule. The measured register table
@@ -113,7 +113,8 @@ def compile_job(job: CompileJob) -> Compiled:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from tunekit.aot import parse_ptxas_log, run_ptxas
+    from tunekit.compilers.ptxas import parse_ptxas_log
+    from tunekit.compilers.triton import run_ptxas
     from tunekit.hardware import load_profile
     from tunekit.kernels.triton_fused import compile_options, kernel_signature, load_kernels
 
