@@ -12,6 +12,7 @@ stack frame, mma.sync in the PTX of the recurrent kernels, no local memory. Writ
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -70,11 +71,20 @@ def _groups(gpus, quick: bool) -> list[tuple]:
     ]
 
 
-def _group_samples(group: tuple, quick: bool) -> Iterator[Sample]:
-    """One group's configurations, the most telling first: the tuner's pick at the coverage edge
-    (where registers and shared memory bind) and at D=61 (odd, padded), the best k-split and
-    span-heads configurations at the edge, then the picks at half the edge and D=16 and the
-    k-split and span-heads configurations of the other head dims."""
+def _group_indices(gpus, quick: bool) -> list[tuple[int, ...]]:
+    """Each group's index along the (GPU, cell, dtype, direction, heads) axes, in _groups' order."""
+    heads = (1,) if quick else (1, 4)
+    return list(
+        itertools.product(range(len(gpus)), range(len(CELLS)), range(len(DTYPES)), range(len(DIRECTIONS)),
+                          range(len(heads)))
+    )  # fmt: skip
+
+
+def _group_samples(group: tuple, quick: bool, rotation: int = 0) -> Iterator[Sample]:
+    """One group's configurations: the tuner's picks at the coverage edge (where registers and
+    shared memory bind), D=61 (odd, padded), half the edge (odd) and D=16, starting at head dim
+    ``rotation`` of that list and wrapping around; then the best k-split and span-heads
+    configurations of each of those head dims."""
     from tunekit.constraints import build_space
     from tunekit.hardware import load_profile
     from tunekit.problem import Problem
@@ -105,23 +115,28 @@ def _group_samples(group: tuple, quick: bool) -> Iterator[Sample]:
             if points:
                 yield Sample(gpu.name, problem, why, space.config(points[0]))
 
-    yield from tuned(dims[0])
-    if quick:
+    if not dims:
         return
-    yield from tuned(61) if 61 in dims[1:] else iter(())
-    yield from variants(dims[0])
-    for d in dims[1:]:
-        if d != 61:
-            yield from tuned(d)
-    for d in dims[1:]:
-        yield from variants(d)
+    shift = rotation % len(dims)
+    dims = dims[shift:] + dims[:shift]
+    for d in dims:
+        yield from tuned(d)
+    if not quick:
+        for d in dims:
+            yield from variants(d)
 
 
 def configurations(gpus=DEFAULT_GPUS, quick: bool = False, limit: int | None = None) -> list[Sample]:
     """The sweep's configurations, solver-chosen, deduplicated by canonical name, round-robin over
     the (GPU, cell, dtype, direction, heads) groups, so that a ``limit`` still covers every group
-    before it takes a second configuration of any."""
-    streams = [_group_samples(g, quick) for g in _groups(gpus, quick)]
+    before it takes a second configuration of any. Groups start at different head dims (the sum of
+    their indices along the five axes, mod 4): for each cell, dtype and direction, the four GPUs
+    start at the edge, D=61, half the edge and D=16, so that a limit of one a group still spans
+    every head dim of every kernel."""
+    streams = [
+        _group_samples(g, quick, sum(indices))
+        for g, indices in zip(_groups(gpus, quick), _group_indices(gpus, quick), strict=True)
+    ]
     seen: set[str] = set()
     out: list[Sample] = []
     while streams and (limit is None or len(out) < limit):
