@@ -172,6 +172,17 @@ def test_ptx_and_sass_are_sliced_per_entry_and_local_memory_is_found_in_both():
     assert local_memory_instructions(sass_function(SASS, "first")) == ["STL.128", "LDL"]
 
 
+def test_a_function_defined_after_an_entry_is_not_the_entrys():
+    # a device function NVVM did not inline (.func) follows the entry that calls it in the PTX; its
+    # local memory is its own, not the entry's (it made the last entry of a cuda-fused backward
+    # program, db, look like it used local memory)
+    helper = ".func  (.param .b32 func_retval0) helper(\n)\n{\n\tst.local.u32 \t[%rd1], %r1;\n}\n"
+    ptx = PTX.replace("\t// .globl\tsecond", helper + "\t// .globl\tsecond")
+    assert local_memory_instructions(ptx_function(ptx, "first")) == ["st.local.v4.f32", "ld.local.f32"]
+    tail = PTX.split("\t// .globl\tsecond")[0] + ".weak .func helper()\n{\n\tld.local.u32 \t%r1, [%rd1];\n}\n"
+    assert local_memory_instructions(ptx_function(tail, "first")) == ["st.local.v4.f32", "ld.local.f32"]
+
+
 def test_slicing_names_a_missing_entry():
     with pytest.raises(ValueError, match="third"):
         ptx_function(PTX, "third")
