@@ -6,8 +6,10 @@ where the space has them its best with a k split and its best with blocks spanni
 program is compiled with nvcc for the profile's arch (in parallel, cached on disk by canonical
 name and source), and each kernel entry is judged as the compile tests judge it: shared memory
 (ptxas static + launcher dynamic) equal to the model's, registers within its bound, no spills, no
-stack frame, mma.sync in the PTX of the recurrent kernels, no local memory. Writes
-``reports/cuda_fused_compile.md`` and ``.json`` (predicted vs ptxas per configuration, seconds).
+stack frame, mma.sync in the PTX of the recurrent kernels, no local memory, at most 1024 threads a
+block and a cooperative grid no larger than the SMs times the blocks per SM the model computed.
+Writes ``reports/cuda_fused_compile.md`` and ``.json`` (predicted vs ptxas per configuration,
+compile seconds).
 """
 
 from __future__ import annotations
@@ -195,6 +197,12 @@ def run(
             mma = "mma.sync.aligned" in got.ptx
             if entry.cooperative and not mma:
                 verdict, passed = verdict + "; no mma.sync", False
+            gpu = load_profile(s.gpu)
+            if dims.threads_per_block > gpu.max_threads_per_block:
+                verdict, passed = verdict + f"; {dims.threads_per_block} threads a block", False
+            co_resident = gpu.sm_count * cuda_fused.plan_of(s.config).resources["blocks_per_sm"]
+            if entry.cooperative and dims.blocks > co_resident:
+                verdict, passed = verdict + f"; {dims.blocks} blocks > {co_resident} co-resident", False
             if local:
                 verdict, passed = verdict + f"; {len(local)} local-memory instructions", False
             timing = {"seconds": round(result.build.seconds, 2), "cached": result.build.cached}
