@@ -27,6 +27,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tunekit.bench.triton_check import TARGETS
 from tunekit.cells import get_cell
 from tunekit.kernels.triton_fused import (
     DEFAULT_CONFIG,
@@ -262,3 +263,23 @@ def test_a_shape_the_model_rejects_runs_with_the_default_tiles_only_in_the_inter
     with pytest.raises(NoFeasibleConfig, match="no feasible configuration"):
         tuned_config("lstm", 5, 1, 100, "float32", interpret=False, gpu="a100")
     check_against_reference("lstm", B=3, T=3, N=1, D=100, dtype=torch.float32, config=None, seed=23)
+
+
+def _target_id(problem) -> str:
+    return f"{problem.cell}-{DTYPE_IDS[getattr(torch, problem.dtype)]}-D{problem.head_dim}"
+
+
+@pytest.mark.parametrize("gpu", ["a100", "h100"])
+@pytest.mark.parametrize("target", TARGETS, ids=_target_id)
+def test_the_training_targets_run_the_tuners_configuration_correctly(target, gpu):
+    # issue 14's training targets (sLSTM at D=64 in every dtype, LSTM 16-bit at D=128, LSTM fp32 at
+    # D=64) with the configuration the tuner returns for them: its tile, warps and dot forms
+    from tunekit.hardware import load_profile
+    from tunekit.problem import Problem
+    from tunekit.tuning import tune
+
+    problem = Problem(target.cell, 5, 1, target.head_dim, target.dtype, "both")
+    config = tune(problem, load_profile(gpu), backend="triton-fused").config
+    dtype = getattr(torch, target.dtype)
+    tol = "tf32" if dtype == torch.float32 and config.params.get("tf32") else None
+    check_against_reference(target.cell, 5, 3, 1, target.head_dim, dtype, config=config, tol=tol, seed=13)
