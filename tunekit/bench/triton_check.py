@@ -50,6 +50,12 @@ TARGETS = (
     Problem("slstm", batch=16, heads=1, head_dim=64, dtype="float32", direction="both"),
     Problem("lstm", batch=16, heads=1, head_dim=128, dtype="float16", direction="both"),
 )
+# FlashRNN's Triton path runs LSTM and sLSTM forward to D=128; sLSTM's 4 gates at D=128 fit one copy
+# of R in 16-bit only (128 KiB; fp32 needs 256 KiB)
+INFERENCE_TARGETS = (
+    Problem("slstm", batch=16, heads=1, head_dim=128, dtype="bfloat16", direction="forward"),
+    Problem("slstm", batch=16, heads=1, head_dim=128, dtype="float16", direction="forward"),
+)
 # `tunekit validate --compile`'s built-in sample (tunekit.validation.tuned.SAMPLE): each cell at D=64
 VALIDATE_SAMPLE = tuple(
     Problem(cell, batch=16, heads=1, head_dim=64, dtype="bfloat16", direction="both") for cell in CELLS
@@ -60,6 +66,7 @@ CHECK_PROBLEMS = (
         for cell, dtype, direction, (d, b, n) in itertools.product(CELLS, DTYPES, DIRECTIONS, SHAPES)
     )
     + TARGETS
+    + INFERENCE_TARGETS
     + tuple(p for p in VALIDATE_SAMPLE if p not in TARGETS)
 )
 

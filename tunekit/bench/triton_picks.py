@@ -121,18 +121,18 @@ def close_loop(
 
 
 def seed_jobs() -> list[CompileJob]:
-    """Points compiled before the loop, so that issue 14's training targets (which the conservative
-    bound refuses) are judged by ptxas: one batch block of 16, 4 and 8 warps, one stage, both forms
-    of a 16-bit backward, each kernel on sm_80, sm_89 and sm_90, at the target's D and at the D that stands
-    for its tile's padded lanes (a target at D=64 vouches for 40..56 too, so that no D below it is
-    refused where it is not)."""
-    from tunekit.bench.triton_check import TARGETS
+    """Points compiled before the loop, so that issue 14's training targets and FlashRNN's
+    inference reach (which the conservative bound refuses) are judged by ptxas: one batch block of
+    16, 4 and 8 warps, one stage, both forms of a 16-bit backward, each kernel on sm_80, sm_89 and
+    sm_90, at the target's D and at the D that stands for its tile's padded lanes (a target at D=64
+    vouches for 40..56 too, so that no D below it is refused where it is not)."""
+    from tunekit.bench.triton_check import INFERENCE_TARGETS, TARGETS
     from tunekit.bench.triton_sweep import forms
     from tunekit.constraints.triton_kernel import REGISTER_ARCHS, class_head_dim, kernel_head_dim
     from tunekit.intmath import next_pow2
 
     jobs = []
-    for problem in TARGETS:
+    for problem in TARGETS + INFERENCE_TARGETS:
         d = kernel_head_dim(problem.head_dim)
         for d_run in dict.fromkeys((d, class_head_dim(next_pow2(d), full=False))):
             for arch in REGISTER_ARCHS:
