@@ -307,3 +307,27 @@ def test_without_nvcc_auto_compiles_with_nvrtc_and_says_so_and_an_explicit_nvcc_
         explicit.exit_code == 2
         and "--tool: nvcc: nvcc is not on PATH" in json.loads(explicit.output)["error"]
     )
+
+
+def test_cuda_fused_records_give_the_register_bound_and_the_estimate(monkeypatch, tmp_path):
+    # cuda-fused's recurrent kernels are capped at the co-resident grid's register budget (the
+    # bound); the model's estimate rides beside it, and ptxas stays within the bound without spilling
+    monkeypatch.setattr(validation, "validate_emulator", lambda *args, **kwargs: [])
+    args = ("--backend", "cuda-fused", "--compile", "sm_80", "--tool", "nvcc", "--cell", "elman",
+            "--head-dim", "16", "--json", "--out", str(tmp_path))  # fmt: skip
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    records = objects(result, "compile")
+    recurrent = [r for r in records if r["kernel"] in ("elman_fused_forward", "elman_fused_backward")]
+    assert len(recurrent) == 2, [r["kernel"] for r in records]
+    for r in records:
+        assert r["passed"], r
+        assert r["compiled"]["registers"] <= r["predicted"]["registers_per_thread"]
+        assert (r["compiled"]["spill_bytes"], r["compiled"]["stack_frame_bytes"]) == (0, 0)
+    for r in recurrent:
+        assert set(r["predicted"]) == {
+            "registers_per_thread",
+            "registers_estimate",
+            "shared_memory_bytes_per_block",
+        }
+        assert r["predicted"]["registers_estimate"] <= r["predicted"]["registers_per_thread"]

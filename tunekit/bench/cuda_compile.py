@@ -261,8 +261,10 @@ def write_reports(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         f"max {max(margins, default=0)}",
         f"- register estimate - ptxas, kernels below the cap: min {min(errors, default=0)}, "
         f"median {sorted(errors)[len(errors) // 2] if errors else 0}, max {max(errors, default=0)}",
-        f"- compile seconds per program: median {seconds[len(seconds) // 2] if seconds else 0}, "
-        f"max {seconds[-1] if seconds else 0}; wall seconds ({report.get('workers', 2)} parallel nvcc): "
+        f"- compile seconds per kernel's program: median {seconds[len(seconds) // 2] if seconds else 0}, "
+        f"max {seconds[-1] if seconds else 0}; entries whose program came from the compile cache: "
+        f"{sum(1 for r in done if r.get('cached'))} of {len(done)} (their seconds are the first "
+        f"compile's); this run's wall seconds ({report.get('workers', 2)} parallel nvcc): "
         f"{report['wall_seconds']}",
         "",
         "| configuration | why | kernel | regs estimate / cap / ptxas | shared model / ptxas+dyn | spills "

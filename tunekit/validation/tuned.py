@@ -196,6 +196,8 @@ def cuda_records(
                     "arch": target.arch, "source": str(path),
                     "predicted": _predicted(predicted["registers_per_thread"],
                                             predicted["shared_memory_bytes_per_block"])}  # fmt: skip
+            if "registers_estimate" in predicted:  # cuda-fused: capped at the grid's budget, not this
+                base["predicted"]["registers_estimate"] = int(predicted["registers_estimate"])
             if isinstance(result, Exception):
                 records.append(failed_record(base | {"tool": tool}, result))
                 continue
