@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+from numerics import assert_within
 
 from tunekit.cells import get_cell
 from tunekit.reference import rnn as reference_rnn
@@ -114,11 +115,7 @@ def reference(case: dict, backward: bool) -> dict:
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | str, what: str) -> None:
-    rtol, atol = TOL[dtype]
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    error = (actual.double() - expected).abs().max().item()
-    bound = atol + rtol * expected.abs().max().item()
-    assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({dtype})"
+    assert_within(actual, expected, TOL[dtype], what, dtype)
 
 
 def run_without_tunekit(folder: Path, case: dict, backward: bool, work: Path) -> dict:

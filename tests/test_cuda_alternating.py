@@ -29,6 +29,7 @@ import time
 import pytest
 import torch
 from cellcases import MGU, ODDMATH
+from numerics import DTYPE_IDS, assert_within, make_inputs
 
 import tunekit
 from tunekit.api import BackendUnavailableError
@@ -45,7 +46,6 @@ TOL = {
     torch.float16: (4e-3, 1e-4),
     torch.bfloat16: (3.1e-2, 1e-3),
 }
-DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 CELLS = ("elman", "lstm", "gru", "slstm", "mgu")
 
 
@@ -70,27 +70,8 @@ def emulator(monkeypatch):
         del REGISTERED_CELLS[name]
 
 
-def make_inputs(cell_name, B, T, N, D, dtype, with_s0, seed):
-    """Wx, R, b, initial states (or None) in ``dtype``; R scaled so the recurrence stays well-conditioned."""
-    cell = get_cell(cell_name)
-    gen = torch.Generator().manual_seed(seed)
-    wx = torch.randn(B, T, len(cell.w_gates), N, D, generator=gen)
-    r = torch.randn(len(cell.r_gates), N, D, D, generator=gen) / D**0.5
-    b = 0.1 * torch.randn(len(cell.b_gates), N, D, generator=gen)
-    s0 = None
-    if with_s0:
-        s0 = 0.5 * torch.randn(len(cell.states), B, 1, N, D, generator=gen)
-        if "n" in cell.states and cell_name == "slstm":  # a reachable sLSTM state: normalizer n >= 1
-            s0[cell.states.index("n")] = 1.0 + s0[cell.states.index("n")].abs()
-    return [None if x is None else x.to(dtype) for x in (wx, r, b, s0)]
-
-
 def assert_close(actual, expected, dtype, what):
-    rtol, atol = TOL[dtype]
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    error = (actual.double() - expected).abs().max().item()
-    bound = atol + rtol * expected.abs().max().item()
-    assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({DTYPE_IDS[dtype]})"
+    assert_within(actual, expected, TOL[dtype], what, DTYPE_IDS[dtype])
 
 
 def check(

@@ -21,6 +21,7 @@ import sys
 import pytest
 import torch
 from generate_support import make_case, reference
+from numerics import assert_within
 
 import tunekit
 from tunekit.generate import generate
@@ -112,11 +113,7 @@ def run_case(rnn, case: dict) -> dict:
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: str, what: str) -> None:
-    rtol, atol = EMULATOR_TOL[dtype]
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    error = (actual.double() - expected).abs().max().item()
-    bound = atol + rtol * expected.abs().max().item()
-    assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({dtype})"
+    assert_within(actual, expected, EMULATOR_TOL[dtype], what, dtype)
 
 
 IDS = [f"{f}-{c}-{d}" for f in FAMILIES for c, d in CASES]

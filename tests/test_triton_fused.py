@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numerics import DTYPE_IDS, assert_within, make_inputs
 
 from tunekit.bench.triton_check import TARGETS
 from tunekit.cells import get_cell
@@ -48,27 +49,11 @@ TOL = {
     torch.float16: (5e-3, 1e-4),
     torch.bfloat16: (3e-2, 1e-3),
 }
-DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 CELL_NAMES = ("elman", "lstm", "gru", "slstm")
 CONFIG = {"block_b": 16, "num_warps": 4, "num_stages": 1}  # fp32: exact products ("ieee")
 # what the tuner gives each dtype on an A100: fp32 on tf32 tensor cores, 16-bit with one copy of R
 # in the backward (ry^T = R y^T and dry R, tunekit.constraints.triton_resources.backward_dot_forms)
 TUNED_FORM = {torch.float32: {"tf32": 1}, torch.float16: {"r_once": 1}, torch.bfloat16: {"r_once": 1}}
-
-
-def make_inputs(cell_name: str, B: int, T: int, N: int, D: int, dtype: torch.dtype, with_s0: bool, seed: int):
-    """Wx, R, b, initial states (or None) in ``dtype``; R scaled so the recurrence stays well-conditioned."""
-    cell = get_cell(cell_name)
-    gen = torch.Generator().manual_seed(seed)
-    wx = torch.randn(B, T, len(cell.w_gates), N, D, generator=gen)
-    r = torch.randn(len(cell.r_gates), N, D, D, generator=gen) / D**0.5
-    b = 0.1 * torch.randn(len(cell.b_gates), N, D, generator=gen)
-    s0 = None
-    if with_s0:
-        s0 = 0.5 * torch.randn(len(cell.states), B, 1, N, D, generator=gen)
-        if cell_name == "slstm":  # a reachable sLSTM state: normalizer n >= 1 after any step
-            s0[cell.states.index("n")] = 1.0 + s0[cell.states.index("n")].abs()
-    return [None if x is None else x.to(dtype) for x in (wx, r, b, s0)]
 
 
 def loss_weights(cell_name: str, all_shape, last_shape, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,11 +70,7 @@ def loss_weights(cell_name: str, all_shape, last_shape, seed: int) -> tuple[torc
 def assert_close(
     actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str, tol=None
 ) -> None:
-    rtol, atol = TOL[dtype if tol is None else tol]
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    error = (actual.double() - expected).abs().max().item()
-    bound = atol + rtol * expected.abs().max().item()
-    assert error <= bound, f"{what}: max error {error:.3e} > {bound:.3e} ({DTYPE_IDS[dtype]})"
+    assert_within(actual, expected, TOL[dtype if tol is None else tol], what, DTYPE_IDS[dtype])
 
 
 def check_against_reference(
