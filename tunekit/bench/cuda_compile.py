@@ -61,25 +61,14 @@ def _edge(cell: str, heads: int, dtype: str, direction: str, gpu: Any) -> int:
     return lo
 
 
-def _groups(gpus, quick: bool) -> list[tuple]:
-    """(gpu, cell, dtype, direction, heads): the sweep's problem groups, one D list each."""
+def _groups(gpus, quick: bool) -> list[tuple[tuple, int]]:
+    """((gpu, cell, dtype, direction, heads), rotation): the sweep's problem groups, one D list each;
+    a group's rotation is the sum of its indices along the five axes."""
+    axes = (tuple(gpus), CELLS, DTYPES, DIRECTIONS, (1,) if quick else (1, 4))
     return [
-        (gpu, cell, dtype, direction, heads)
-        for gpu in gpus
-        for cell in CELLS
-        for dtype in DTYPES
-        for direction in DIRECTIONS
-        for heads in ((1,) if quick else (1, 4))
+        (tuple(value for _, value in pairs), sum(i for i, _ in pairs))
+        for pairs in itertools.product(*(tuple(enumerate(axis)) for axis in axes))
     ]
-
-
-def _group_indices(gpus, quick: bool) -> list[tuple[int, ...]]:
-    """Each group's index along the (GPU, cell, dtype, direction, heads) axes, in _groups' order."""
-    heads = (1,) if quick else (1, 4)
-    return list(
-        itertools.product(range(len(gpus)), range(len(CELLS)), range(len(DTYPES)), range(len(DIRECTIONS)),
-                          range(len(heads)))
-    )  # fmt: skip
 
 
 def _group_samples(group: tuple, quick: bool, rotation: int = 0) -> Iterator[Sample]:
@@ -135,10 +124,7 @@ def configurations(gpus=DEFAULT_GPUS, quick: bool = False, limit: int | None = N
     their indices along the five axes, mod 4): for each cell, dtype and direction, the four GPUs
     start at the edge, D=61, half the edge and D=16, so that a limit of one a group still spans
     every head dim of every kernel."""
-    streams = [
-        _group_samples(g, quick, sum(indices))
-        for g, indices in zip(_groups(gpus, quick), _group_indices(gpus, quick), strict=True)
-    ]
+    streams = [_group_samples(group, quick, rotation) for group, rotation in _groups(gpus, quick)]
     seen: set[str] = set()
     out: list[Sample] = []
     while streams and (limit is None or len(out) < limit):
@@ -181,6 +167,8 @@ def run(
     results = compile_programs([(p, load_profile(s.gpu).arch, "nvcc") for s, p in jobs], workers=workers)
     rows = []
     for (s, program), result in zip(jobs, results, strict=True):
+        gpu = load_profile(s.gpu)
+        co_resident = gpu.sm_count * cuda_fused.plan_of(s.config).resources["blocks_per_sm"]
         for entry in program.entries:
             predicted = cuda_fused.predicted(s.config, entry.name)
             row = {"config": s.config.name, "gpu": s.gpu, "why": s.why, "kernel": entry.name,
@@ -197,10 +185,8 @@ def run(
             mma = "mma.sync.aligned" in got.ptx
             if entry.cooperative and not mma:
                 verdict, passed = verdict + "; no mma.sync", False
-            gpu = load_profile(s.gpu)
             if dims.threads_per_block > gpu.max_threads_per_block:
                 verdict, passed = verdict + f"; {dims.threads_per_block} threads a block", False
-            co_resident = gpu.sm_count * cuda_fused.plan_of(s.config).resources["blocks_per_sm"]
             if entry.cooperative and dims.blocks > co_resident:
                 verdict, passed = verdict + f"; {dims.blocks} blocks > {co_resident} co-resident", False
             if local:
