@@ -4,7 +4,8 @@ rendered sources the records point to.
 A :class:`CompileRecord` is one kernel entry of one configuration compiled for one architecture by
 one tool: the model's prediction beside the compiler's figures and a verdict. ``as_dict`` is the
 JSON object ``tunekit validate --json`` prints (issue 9 item 5): ``name``, ``kernel``, ``arch``,
-``source``, ``predicted`` {registers_per_thread, shared_memory_bytes_per_block}, ``compiled``
+``source``, ``predicted`` {registers_per_thread, shared_memory_bytes_per_block, and whatever else
+the family's ``predicted`` gives, e.g. cuda-fused's registers_estimate}, ``compiled``
 {registers, static_shared_bytes, dynamic_shared_bytes, shared_memory_bytes, spill_bytes,
 stack_frame_bytes}, ``verdict``, ``passed``, with ``kind: "compile"``.
 """

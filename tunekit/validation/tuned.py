@@ -194,10 +194,7 @@ def cuda_records(
             predicted = module.predicted(config, entry.name)
             base = {"name": program.name, "kernel": entry.name, "family": family, "gpu": target.gpu.name,
                     "arch": target.arch, "source": str(path),
-                    "predicted": _predicted(predicted["registers_per_thread"],
-                                            predicted["shared_memory_bytes_per_block"])}  # fmt: skip
-            if "registers_estimate" in predicted:  # cuda-fused: capped at the grid's budget, not this
-                base["predicted"]["registers_estimate"] = int(predicted["registers_estimate"])
+                    "predicted": {key: int(value) for key, value in predicted.items()}}  # fmt: skip
             if isinstance(result, Exception):
                 records.append(failed_record(base | {"tool": tool}, result))
                 continue
