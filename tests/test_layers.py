@@ -221,8 +221,8 @@ def test_torch_nn_conversions_refuse_what_they_cannot_convert():
 
 def test_dropout_with_one_layer_warns_like_torch_nn():
     with pytest.warns(UserWarning, match=r"non-zero dropout expects num_layers greater than 1"):
-        layer = tunekit.GRU(3, 4, dropout=0.5)
-    assert layer.dropout == torch.nn.GRU(3, 4, dropout=0.5).dropout == 0.5  # kept, as torch.nn keeps it
+        layer, theirs = tunekit.GRU(3, 4, dropout=0.5), torch.nn.GRU(3, 4, dropout=0.5)
+    assert layer.dropout == theirs.dropout == 0.5  # kept, as torch.nn keeps it
 
 
 @pytest.mark.parametrize(
